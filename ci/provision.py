@@ -114,18 +114,23 @@ class Provisioner:
                              f"  log: {log}\n  last lines:\n    " + "\n    ".join(tail))
 
     def part(self, name: str, key: str, build: Callable[[Path], None]) -> Path:
-        """Build a cached part into <cache>/<key> unless it is already there."""
+        """Build a cached part into <cache>/<key> unless a complete one is already there.
+
+        Parts are built in place (virtualenvs hard-code their own path, so they cannot be
+        moved) and marked complete last; a directory without the marker is from an
+        interrupted run and is rebuilt from scratch.
+        """
         final = self.cache / key
-        if final.exists():
+        marker = final / ".complete"
+        if marker.exists():
             say(f"[provision] {name:<16} cached   {final}")
             return final
-        tmp = self.cache / f"{key}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        shutil.rmtree(final, ignore_errors=True)
+        final.mkdir(parents=True)
         say(f"[provision] {name:<16} building ... (log: {self.logs / (name + '.log')})")
         started = time.monotonic()
-        build(tmp)
-        tmp.rename(final)
+        build(final)
+        marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
         say(f"[provision] {name:<16} done     in {time.monotonic() - started:6.1f}s")
         return final
 
@@ -247,6 +252,9 @@ class Provisioner:
 
         def build(out: Path) -> None:
             pip = self.venv("project", out)
+            # The checkout is linked in without build isolation on every run (no network,
+            # about a second), so the venv carries the build backend itself.
+            self.run("project", [str(pip), "install", "--quiet", "setuptools==80.9.0", "wheel"])
             # Dependencies only: the package itself is linked in from the checkout below.
             self.run("project", [str(pip), "install", "--quiet", "-e", f"{ROOT}[test]"])
             self.run("project", [str(pip), "uninstall", "--quiet", "-y", "openwebui-langfuse"])
@@ -341,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 try:
                     getattr(prov, part)()
-                except BaseException as exc:  # reported after both lanes stop
+                except BaseException as exc:
+                    say(f"[provision] FAILED: {exc}")
                     errors.append(exc)
                     return
 
@@ -351,8 +360,6 @@ def main(argv: list[str] | None = None) -> int:
         for t in threads:
             t.join()
         if errors:
-            for exc in errors:
-                say(f"[provision] FAILED: {exc}")
             return 1
         manifest = prov.write_manifest()
     except StepFailed as exc:
