@@ -1,0 +1,13 @@
+# Thin aliases; the scripts under ci/ are the source of truth (CI runs ./ci/test).
+.PHONY: demo test provision lint format typecheck unit bench
+
+VENV = $(shell python3 -c 'import json,os; p=os.path.join(os.environ.get("OWL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),"openwebui-langfuse"),"world.json"); print(json.load(open(p))["venv"]["project"])' 2>/dev/null)
+
+demo:        ; ./ci/demo
+test:        ; ./ci/test
+provision:   ; python3 ci/provision.py
+lint:        ; $(VENV)/bin/ruff check operator tests bench && $(VENV)/bin/ruff format --check operator tests bench
+format:      ; $(VENV)/bin/ruff format operator tests bench && $(VENV)/bin/ruff check --fix operator tests bench
+typecheck:   ; $(VENV)/bin/mypy
+unit:        ; $(VENV)/bin/python -m pytest tests/unit -q
+bench:       ; $(VENV)/bin/python -m bench
