@@ -1,0 +1,472 @@
+"""Register (and remove) the Pipelines server as an OpenAI-API connection in Open WebUI.
+
+This is DESIGN §4 step 5. Open WebUI has no per-connection API: its connections are parallel
+lists (URLs, keys) plus a dict of per-connection configs keyed by the *index* as a string, and
+``POST /openai/config/update`` replaces all of it. So every change is read-modify-write of the
+whole object, and the pure functions below (config in, config out) carry the rules:
+
+* **Which entry is ours.** The first entry whose URL is the connection URL after normalising:
+  scheme and host lower-cased, default port dropped, trailing ``/`` removed, and a trailing
+  ``/v1`` ignored. Pipelines serves every route both with and without ``/v1`` (reference
+  pipelines-api.md §3), so ``http://p:9099`` and ``http://p:9099/v1/`` are the same server; a
+  person's entry written either way is adopted (and its URL string left as they wrote it)
+  instead of adding a duplicate.
+* **What ours must look like.** A non-empty key (the Pipelines key); config ``enable: true``;
+  no ``model_ids`` (Open WebUI then never asks Pipelines for ``/models``, so no filter is ever
+  found), no ``prefix_id`` (filter ids get the prefix and every inlet call answers 404, which
+  breaks every chat), ``auth_type`` absent or ``bearer`` (any other type stops Open WebUI from
+  sending the key when it lists models, so Pipelines answers 401). Every other key of its
+  config is kept. Reference openwebui-api.md §1.2.
+* **Everything else is untouched**: other connections, their keys and configs, byte for byte.
+  ``ENABLE_OPENAI_API`` is always sent as ``true`` (leaving it out stores ``null``, which turns
+  every OpenAI connection off, reference §1.1).
+* **Removal** drops our entry and shifts the configs of higher indexes down by one, so every
+  other connection keeps its own config.
+
+The async functions at the bottom drive the client: write only when something differs
+(a second call writes nothing), re-read right before writing and start over from the fresh read
+if a person changed the config meanwhile, then make Open WebUI re-read the models and confirm
+it detects Pipelines and sees the filter.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from openwebui_langfuse.clients.openwebui import (
+    ApiKeyAuth,
+    CredentialsAuth,
+    OpenAIConfig,
+    OpenWebUIClient,
+    OpenWebUIError,
+    OpenWebUIServerError,
+    OpenWebUIUnauthorized,
+    OpenWebUIUnreachable,
+)
+
+__all__ = [
+    "ConnectionOutcome",
+    "ConnectionPlan",
+    "plan_registration",
+    "plan_removal",
+    "plan_usage_capability",
+    "same_connection_url",
+    "find_connection",
+    "remove_connection",
+    "sync_connection",
+    "sync_connection_with",
+    "remove_connection_with",
+]
+
+#: Keys of a connection's config that silently disable the filters (reference §1.2).
+FORBIDDEN_CONFIG_KEYS = ("model_ids", "prefix_id")
+
+#: How often the read-compare-write loop starts over when the config keeps changing under it.
+MAX_WRITE_ATTEMPTS = 3
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# -- outcome ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionOutcome:
+    """What one sync or removal did; maps onto the ``ConnectionRegistered`` condition."""
+
+    registered: bool  # ConnectionRegistered condition status
+    reason: str  # CamelCase reason
+    message: str  # never a secret
+    connection_url: str
+    wrote: bool  # an upstream write happened
+    temporary: bool  # True: retry with backoff (unreachable/5xx); False: needs a spec/secret change
+
+
+# -- pure config logic --------------------------------------------------------------------------
+
+
+def normalise_connection_url(url: str) -> str:
+    """The form two connection URLs are compared in (see the module docstring)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal loses its brackets in .hostname
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a valid port: compare the text as written
+        return url.strip().rstrip("/")
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return urlunsplit((scheme, netloc, path.rstrip("/"), parts.query, ""))
+
+
+def same_connection_url(a: str, b: str) -> bool:
+    """True when both URLs name the same Pipelines server."""
+    return normalise_connection_url(a) == normalise_connection_url(b)
+
+
+def find_connection(config: OpenAIConfig, connection_url: str) -> int | None:
+    """Index of the first connection with this URL, or None."""
+    for idx, url in enumerate(config.base_urls):
+        if same_connection_url(url, connection_url):
+            return idx
+    return None
+
+
+@dataclass(frozen=True)
+class ConnectionPlan:
+    """The config to store and why. ``changes`` is empty when nothing needs writing."""
+
+    config: OpenAIConfig
+    idx: int | None  # our connection's index in ``config`` (None after a removal)
+    changes: tuple[str, ...]  # short, secret-free phrases for messages and Events
+
+
+def _aligned(config: OpenAIConfig) -> OpenAIConfig:
+    """A deep copy with the keys list as long as the URL list, as Open WebUI itself stores it.
+
+    Open WebUI cuts or pads the keys with ``""`` on update (reference §1.1), so a short keys
+    list is not a difference worth a write.
+    """
+    n = len(config.base_urls)
+    keys = list(config.keys[:n]) + [""] * max(0, n - len(config.keys))
+    return OpenAIConfig(
+        enable=config.enable,
+        base_urls=list(config.base_urls),
+        keys=keys,
+        configs=copy.deepcopy(config.configs),
+    )
+
+
+def plan_registration(current: OpenAIConfig, connection_url: str, key: str) -> ConnectionPlan:
+    """Desired config: ``current`` with our connection present, keyed, enabled and clean.
+
+    ``changes`` lists what differs; it is empty exactly when nothing needs writing.
+    """
+    if not key:
+        raise ValueError("the Pipelines key must be non-empty (Open WebUI skips keyless filters)")
+    desired = _aligned(current)
+    _index_legacy_configs(desired)
+    changes: list[str] = []
+
+    idx = find_connection(desired, connection_url)
+    if idx is None:
+        idx = len(desired.base_urls)
+        desired.base_urls.append(connection_url)
+        desired.keys.append(key)
+        desired.configs[str(idx)] = {"enable": True}
+        changes.append(f"added the connection at index {idx}")
+    else:
+        if desired.keys[idx] != key:
+            desired.keys[idx] = key
+            changes.append("set the Pipelines key")
+        raw = desired.configs.get(str(idx))
+        entry: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+        if entry.get("enable") is not True:
+            entry["enable"] = True
+            # No entry at all counts as enabled in Open WebUI; an explicit false is a person's.
+            if isinstance(raw, dict) and "enable" in raw:
+                changes.append("enabled the connection (it was disabled)")
+            else:
+                changes.append("set enable on the connection")
+        for forbidden in FORBIDDEN_CONFIG_KEYS:
+            if forbidden in entry:
+                del entry[forbidden]
+                changes.append(f"removed {forbidden} (it stops Open WebUI from running filters)")
+        if entry.get("auth_type") not in (None, "bearer"):
+            entry["auth_type"] = "bearer"
+            changes.append("set auth_type to bearer (Pipelines needs the key)")
+        desired.configs[str(idx)] = entry
+
+    if desired.enable is not True:
+        desired.enable = True
+        changes.append("turned on OpenAI-API connections (ENABLE_OPENAI_API)")
+
+    return ConnectionPlan(config=desired, idx=idx, changes=tuple(changes))
+
+
+def _index_legacy_configs(config: OpenAIConfig) -> None:
+    """Key URL-keyed configs (written by Open WebUI ≤0.5.4) by index, in place.
+
+    Open WebUI still reads them as a fallback, but its update drops every key that is not an
+    index, so writing them back as they are would silently reset those connections' configs.
+    Legacy keys that match no connection, or whose connection has an index-keyed config already
+    (which wins on read), are left for Open WebUI to drop: they have no effect today.
+    """
+    for name in [n for n in config.configs if not n.isdigit()]:
+        for idx, url in enumerate(config.base_urls):
+            if url == name and str(idx) not in config.configs:
+                config.configs[str(idx)] = config.configs[name]
+                break
+
+
+def plan_removal(current: OpenAIConfig, connection_url: str) -> ConnectionPlan:
+    """Desired config: ``current`` without our connection, higher configs shifted down.
+
+    ``ENABLE_OPENAI_API`` is sent back as it was: removing our connection is no reason to turn
+    a person's other connections on or off.
+    """
+    desired = _aligned(current)
+    _index_legacy_configs(desired)
+    idx = find_connection(desired, connection_url)
+    if idx is None:
+        return ConnectionPlan(config=desired, idx=None, changes=())
+    desired.base_urls.pop(idx)
+    desired.keys.pop(idx)
+    configs: dict[str, Any] = {}
+    for name, value in desired.configs.items():
+        if not name.isdigit():
+            continue  # legacy keys were re-keyed above; Open WebUI drops the rest anyway
+        position = int(name)
+        if position < idx:
+            configs[name] = value
+        elif position > idx:
+            configs[str(position - 1)] = value
+        # position == idx: ours, dropped
+    desired.configs = configs
+    return ConnectionPlan(
+        config=desired, idx=None, changes=(f"removed the connection at index {idx}",)
+    )
+
+
+def plan_usage_capability(models_config: dict[str, Any]) -> dict[str, Any] | None:
+    """``models_config`` with ``DEFAULT_MODEL_METADATA.capabilities.usage = true``, or None.
+
+    Only that one flag is added: every other default (other capabilities, tags, …) is kept.
+    Capabilities missing from the defaults count as on in Open WebUI, so adding a
+    ``capabilities`` object holding only ``usage`` switches nothing else off. A model whose own
+    settings say ``usage: false`` keeps that (per-model settings win over the defaults).
+    Returns None when the flag is already on (nothing to write).
+    """
+    metadata = models_config.get("DEFAULT_MODEL_METADATA")
+    metadata = copy.deepcopy(metadata) if isinstance(metadata, dict) else {}
+    capabilities = metadata.get("capabilities")
+    capabilities = dict(capabilities) if isinstance(capabilities, dict) else {}
+    if capabilities.get("usage") is True:
+        return None
+    capabilities["usage"] = True
+    metadata["capabilities"] = capabilities
+    desired = copy.deepcopy(models_config)
+    # The update is a full form whose first three fields are required (null allowed).
+    for required in ("DEFAULT_MODELS", "DEFAULT_PINNED_MODELS", "MODEL_ORDER_LIST"):
+        desired.setdefault(required, None)
+    desired["DEFAULT_MODEL_METADATA"] = metadata
+    return desired
+
+
+# -- driving Open WebUI -------------------------------------------------------------------------
+
+
+class _ConfigKeptChanging(Exception):
+    """The config changed between every read and re-read: someone is editing it right now."""
+
+
+async def _read_compare_write(
+    client: OpenWebUIClient, plan_for: Callable[[OpenAIConfig], ConnectionPlan]
+) -> tuple[ConnectionPlan, bool]:
+    """Plan from a read; before writing, re-read and start over if the config moved meanwhile.
+
+    Open WebUI has no optimistic locking, so this cannot close the window completely, but it
+    narrows it from "the whole reconcile" to the time between the re-read and the write, and it
+    never writes a plan computed from a config a person has changed since.
+    """
+    current = await client.get_openai_config()
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        plan = plan_for(current)
+        if not plan.changes:
+            return plan, False
+        fresh = await client.get_openai_config()
+        if fresh.to_wire() != current.to_wire():
+            current = fresh
+            continue
+        await client.update_openai_config(plan.config)
+        return plan, True
+    raise _ConfigKeptChanging
+
+
+async def sync_connection(
+    *,
+    openwebui_url: str,
+    auth: ApiKeyAuth | CredentialsAuth,
+    connection_url: str,
+    pipelines_key: str,
+    usage_capability: bool,
+    pipeline_id: str,
+    timeout: float = 10.0,  # noqa: ASYNC109 - per HTTP request, not a deadline for the whole call
+) -> ConnectionOutcome:
+    """Make Open WebUI use Pipelines at ``connection_url`` and confirm it sees the filter."""
+    async with OpenWebUIClient(openwebui_url, auth, timeout=timeout) as client:
+        return await sync_connection_with(
+            client,
+            connection_url=connection_url,
+            pipelines_key=pipelines_key,
+            usage_capability=usage_capability,
+            pipeline_id=pipeline_id,
+        )
+
+
+async def remove_connection(
+    *,
+    openwebui_url: str,
+    auth: ApiKeyAuth | CredentialsAuth,
+    connection_url: str,
+    timeout: float = 10.0,  # noqa: ASYNC109 - per HTTP request, not a deadline for the whole call
+) -> ConnectionOutcome:
+    """Remove only the connection with this URL; every other connection keeps its config."""
+    async with OpenWebUIClient(openwebui_url, auth, timeout=timeout) as client:
+        return await remove_connection_with(client, connection_url=connection_url)
+
+
+async def sync_connection_with(
+    client: OpenWebUIClient,
+    *,
+    connection_url: str,
+    pipelines_key: str,
+    usage_capability: bool,
+    pipeline_id: str,
+) -> ConnectionOutcome:
+    """:func:`sync_connection` on a given client (tests hand in one with a hooked transport)."""
+    wrote = False
+
+    def outcome(registered: bool, reason: str, message: str, temporary: bool) -> ConnectionOutcome:
+        return ConnectionOutcome(
+            registered=registered,
+            reason=reason,
+            message=message,
+            connection_url=connection_url,
+            wrote=wrote,
+            temporary=temporary,
+        )
+
+    try:
+        plan, wrote = await _read_compare_write(
+            client, lambda current: plan_registration(current, connection_url, pipelines_key)
+        )
+        assert plan.idx is not None
+        if usage_capability and await _ensure_usage_capability(client):
+            wrote = True
+        return await _confirm(client, plan, pipeline_id, outcome)
+    except _ConfigKeptChanging:
+        return outcome(
+            False,
+            "ConfigContended",
+            f"Open WebUI's connection settings changed on each of {MAX_WRITE_ATTEMPTS} "
+            "attempts to update them (someone is editing them); will try again",
+            True,
+        )
+    except OpenWebUIError as exc:
+        return outcome(False, *_error_reason(exc))
+
+
+async def remove_connection_with(
+    client: OpenWebUIClient, *, connection_url: str
+) -> ConnectionOutcome:
+    """:func:`remove_connection` on a given client."""
+    wrote = False
+    try:
+        plan, wrote = await _read_compare_write(
+            client, lambda current: plan_removal(current, connection_url)
+        )
+        if wrote:
+            # Chats use Open WebUI's cached model list: drop the filters from it now.
+            await client.refresh_models()
+            message = f"{plan.changes[0]}; other connections kept"
+            reason = "Removed"
+        else:
+            message = "no connection with this URL in Open WebUI; nothing to remove"
+            reason = "NotRegistered"
+        return ConnectionOutcome(False, reason, message, connection_url, wrote, False)
+    except _ConfigKeptChanging:
+        return ConnectionOutcome(
+            False,
+            "ConfigContended",
+            "Open WebUI's connection settings kept changing during removal; will try again",
+            connection_url,
+            wrote,
+            True,
+        )
+    except OpenWebUIError as exc:
+        return ConnectionOutcome(False, *_error_reason_for(exc, connection_url, wrote))
+
+
+def _error_reason(exc: OpenWebUIError) -> tuple[str, str, bool]:
+    if isinstance(exc, OpenWebUIUnauthorized):
+        return "OpenWebUIUnauthorized", f"Open WebUI refused the admin credentials: {exc}", False
+    if isinstance(exc, OpenWebUIUnreachable):
+        return "OpenWebUIUnreachable", str(exc), True
+    if isinstance(exc, OpenWebUIServerError):
+        return "OpenWebUIError", str(exc), True
+    # Any other status or an unexpected body: retrying the same call will not help.
+    return "OpenWebUIError", f"unexpected answer from Open WebUI: {exc}", False
+
+
+def _error_reason_for(
+    exc: OpenWebUIError, connection_url: str, wrote: bool
+) -> tuple[str, str, str, bool, bool]:
+    reason, message, temporary = _error_reason(exc)
+    return reason, message, connection_url, wrote, temporary
+
+
+async def _ensure_usage_capability(client: OpenWebUIClient) -> bool:
+    """Turn on the default ``usage`` capability; True when that needed a write."""
+    desired = plan_usage_capability(await client.get_models_config())
+    if desired is None:
+        return False
+    await client.update_models_config(desired)
+    return True
+
+
+async def _confirm(
+    client: OpenWebUIClient,
+    plan: ConnectionPlan,
+    pipeline_id: str,
+    outcome: Callable[[bool, str, str, bool], ConnectionOutcome],
+) -> ConnectionOutcome:
+    """Refresh Open WebUI's models, then check it detects Pipelines and sees the filter."""
+    assert plan.idx is not None
+    idx = plan.idx
+    done = "; ".join(plan.changes) if plan.changes else "already registered as required"
+    # Chats use Open WebUI's cached model list; filters only take part after a refresh (§3.3).
+    await client.refresh_models()
+    detected = await client.list_pipelines_connections()
+    if not any(conn.idx == idx for conn in detected):
+        return outcome(
+            False,
+            "PipelinesNotDetected",
+            f"{done}; but Open WebUI does not detect a Pipelines server at connection {idx}: "
+            "check that connectionUrl is reachable from Open WebUI and that the key is the "
+            "Pipelines API key",
+            True,
+        )
+    models = await client.connection_models(idx)
+    if not any(_is_filter(model, pipeline_id) for model in models):
+        return outcome(
+            False,
+            "FilterNotVisible",
+            f"{done}; Open WebUI detects Pipelines at connection {idx} but does not see the "
+            f"filter {pipeline_id!r} there (not installed, or failed to load)",
+            True,
+        )
+    return outcome(
+        True,
+        "Registered",
+        f"{done}; Open WebUI detects Pipelines at connection {idx} and sees the filter "
+        f"{pipeline_id!r}",
+        False,
+    )
+
+
+def _is_filter(model: dict[str, Any], pipeline_id: str) -> bool:
+    pipeline = model.get("pipeline")
+    return (
+        model.get("id") == pipeline_id
+        and isinstance(pipeline, dict)
+        and pipeline.get("type") == "filter"
+    )
