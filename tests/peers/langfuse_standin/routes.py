@@ -1,0 +1,347 @@
+"""The Langfuse public API routes the stand-in serves (reference "Summary")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from . import views
+from .http_common import (
+    BodyError,
+    decompress,
+    html_response,
+    json_response,
+    query_int,
+    read_json,
+)
+from .ingestion import EventError, apply_score, process_batch
+from .keys import INVALID_CREDENTIALS, ORGANIZATION_KEY, Project
+from .otlp_decode import OtlpError, decode_json, decode_protobuf
+from .otlp_mapping import ingest_spans
+from .state import StandInState
+from .values import now_iso, parse_iso
+
+STATE_KEY: web.AppKey[StandInState] = web.AppKey("standin_state", StandInState)
+
+EVENTS_ONLY_NOT_AVAILABLE = (
+    "This endpoint is not available on deployments running in Langfuse v4 events_only mode. "
+    "Learn more about Langfuse v4 at: https://langfuse.com/docs/v4"
+)
+MAX_INGESTION_VERSION = 4
+
+
+def _state(request: web.Request) -> StandInState:
+    return request.app[STATE_KEY]
+
+
+async def _failure_response(state: StandInState, mode: str | None) -> web.Response | None:
+    """Answer as the failure switch says, or None to carry on (after sleeping if slow)."""
+    if mode == "slow":
+        await asyncio.sleep(state.switches.slow_seconds)
+        return None
+    if mode == "html":
+        return html_response()
+    if mode in ("500", "503"):
+        message = "Internal Server Error" if mode == "500" else "Service Unavailable"
+        return json_response(int(mode), {"message": message})
+    if mode == "401":
+        return json_response(401, {"message": INVALID_CREDENTIALS})
+    if mode == "403":
+        return json_response(403, {"message": ORGANIZATION_KEY})
+    return None
+
+
+async def _authorize(
+    request: web.Request, *, legacy_read: bool = False, ingestion: bool = False
+) -> Project | web.Response:
+    """The common front of every authenticated route, in the server's order: failure
+    switch, then the events_only 404 (before auth), then Basic auth."""
+    state = _state(request)
+    failed = await _failure_response(state, state.switches.failure)
+    if failed is not None:
+        return failed
+    if legacy_read and state.switches.events_only:
+        return json_response(404, {"message": EVENTS_ONLY_NOT_AVAILABLE})
+    result = state.keys.authenticate(request.headers.get("Authorization"))
+    if result.project is None:
+        # /ingestion has its own error shape; the other routes answer {"message"}.
+        body: dict[str, Any] = {"message": result.error}
+        if ingestion:
+            body = {"error": "UnauthorizedError", "message": result.error}
+        return json_response(401, body)
+    return result.project
+
+
+# --- health and projects ----------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    state = _state(request)
+    mode = state.switches.health_failure
+    if mode == "503":
+        return json_response(
+            503, {"status": "Database not available", "version": state.switches.version}
+        )
+    failed = await _failure_response(state, mode)
+    if failed is not None:
+        return failed
+    return json_response(200, {"status": "OK", "version": state.switches.version})
+
+
+async def projects(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    if _state(request).switches.failure == "empty":
+        return json_response(200, {"data": []})
+    return json_response(200, {"data": [authorized.as_api_project()]})
+
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    return json_response(405, {"message": "Method not allowed"})
+
+
+# --- OTLP ------------------------------------------------------------------------------
+
+
+async def otel_traces(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    content_type = request.headers.get("Content-Type", "").lower()
+    is_protobuf = "application/x-protobuf" in content_type
+    if not is_protobuf and "application/json" not in content_type:
+        return json_response(400, {"error": "Invalid content type"})
+    version = request.headers.get("x-langfuse-ingestion-version")
+    if version is not None and version.strip().isdigit() and int(version) > MAX_INGESTION_VERSION:
+        return json_response(
+            400, {"error": f"Unsupported x-langfuse-ingestion-version {version.strip()}"}
+        )
+    try:
+        raw = decompress(request, await request.read())
+        spans = decode_protobuf(raw) if is_protobuf else decode_json(json.loads(raw or b"{}"))
+    except (BodyError, OtlpError, ValueError) as error:
+        return json_response(400, {"error": "Invalid OTLP request", "message": str(error)})
+    ingest_spans(_state(request).store, authorized.project_id, spans)
+    return json_response(200, {})
+
+
+# --- legacy ingestion and scores -------------------------------------------------------
+
+
+async def ingestion(request: web.Request) -> web.Response:
+    authorized = await _authorize(request, ingestion=True)
+    if isinstance(authorized, web.Response):
+        return authorized
+    try:
+        document = await read_json(request)
+    except BodyError as error:
+        return json_response(400, {"message": "Invalid request data", "errors": [str(error)]})
+    if not isinstance(document, dict) or not isinstance(document.get("batch"), list):
+        return json_response(
+            400, {"message": "Invalid request data", "errors": ["batch: expected array"]}
+        )
+    state = _state(request)
+    result = process_batch(
+        state.store,
+        authorized.project_id,
+        document["batch"],
+        events_only=state.switches.events_only,
+    )
+    return json_response(207, result)
+
+
+async def scores(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    try:
+        document = await read_json(request)
+    except BodyError as error:
+        return json_response(400, {"message": "Invalid request data", "error": str(error)})
+    store = _state(request).store
+    if isinstance(document, list):
+        # The v5 SDK posts arrays: 202 when all were accepted, 207 otherwise.
+        errors = []
+        for item in document:
+            try:
+                apply_score(store, authorized.project_id, item, now_iso())
+            except EventError as error:
+                errors.append({"message": error.error})
+        if not errors:
+            return json_response(202, {"message": "Accepted"})
+        accepted = len(document) - len(errors)
+        return json_response(207, {"accepted": accepted, "rejected": len(errors), "errors": errors})
+    try:
+        score_id = apply_score(store, authorized.project_id, document, now_iso())
+    except EventError as error:
+        return json_response(400, {"message": "Invalid request data", "error": error.error})
+    return json_response(200, {"id": score_id})
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+def _newest_first(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda row: row.get(key) or "", reverse=True)
+
+
+async def list_traces(request: web.Request) -> web.Response:
+    authorized = await _authorize(request, legacy_read=True)
+    if isinstance(authorized, web.Response):
+        return authorized
+    try:
+        page_number = query_int(request, "page", 1)
+        limit = query_int(request, "limit", 50)
+    except BodyError as error:
+        return json_response(400, {"message": str(error)})
+    store = _state(request).store
+    project_id = authorized.project_id
+    wanted_tags = request.query.getall("tags", [])
+    rows = []
+    for trace in _newest_first(store.traces(project_id), "timestamp"):
+        if any(
+            request.query.get(param) not in (None, trace.get(field))
+            for param, field in (
+                ("userId", "userId"),
+                ("name", "name"),
+                ("sessionId", "sessionId"),
+                ("environment", "environment"),
+            )
+        ):
+            continue
+        if not set(wanted_tags) <= set(trace.get("tags") or []):
+            continue
+        observations = store.observations(project_id, trace["id"])
+        score_ids = [s["id"] for s in store.scores(project_id) if s.get("traceId") == trace["id"]]
+        rows.append(views.trace_with_details(trace, observations, score_ids))
+    return json_response(200, views.page(rows, page_number, limit))
+
+
+async def get_trace(request: web.Request) -> web.Response:
+    authorized = await _authorize(request, legacy_read=True)
+    if isinstance(authorized, web.Response):
+        return authorized
+    store = _state(request).store
+    trace_id = request.match_info["trace_id"]
+    found = [t for t in store.traces(authorized.project_id) if t["id"] == trace_id]
+    if not found:
+        return json_response(404, {"message": "Trace not found within authorized project"})
+    observations = store.observations(authorized.project_id, trace_id)
+    trace_scores = [s for s in store.scores(authorized.project_id) if s.get("traceId") == trace_id]
+    return json_response(200, views.trace_with_full_details(found[0], observations, trace_scores))
+
+
+async def list_observations_v1(request: web.Request) -> web.Response:
+    authorized = await _authorize(request, legacy_read=True)
+    if isinstance(authorized, web.Response):
+        return authorized
+    try:
+        page_number = query_int(request, "page", 1)
+        limit = query_int(request, "limit", 50)
+    except BodyError as error:
+        return json_response(400, {"message": str(error)})
+    store = _state(request).store
+    traces = {t["id"]: t for t in store.traces(authorized.project_id)}
+    rows = []
+    for observation in _newest_first(store.observations(authorized.project_id), "startTime"):
+        trace = traces.get(observation.get("traceId") or "", {})
+        checks = {
+            "traceId": observation.get("traceId"),
+            "type": observation.get("type"),
+            "name": observation.get("name"),
+            "parentObservationId": observation.get("parentObservationId"),
+            "userId": observation.get("userId") or trace.get("userId"),
+        }
+        if any(request.query.get(param) not in (None, value) for param, value in checks.items()):
+            continue
+        rows.append(views.observation_v1(observation))
+    return json_response(200, views.page(rows, page_number, limit))
+
+
+async def get_observation_v1(request: web.Request) -> web.Response:
+    authorized = await _authorize(request, legacy_read=True)
+    if isinstance(authorized, web.Response):
+        return authorized
+    wanted = request.match_info["observation_id"]
+    for observation in _state(request).store.observations(authorized.project_id):
+        if observation["id"] == wanted:
+            return json_response(200, views.observation_v1(observation))
+    return json_response(404, {"message": "Observation not found within authorized project"})
+
+
+def _v2_matches(request: web.Request, row: dict[str, Any], trace: dict[str, Any]) -> bool:
+    query = request.query
+    values = {
+        "name": row.get("name"),
+        "userId": row.get("userId") or trace.get("userId"),
+        "sessionId": row.get("sessionId") or trace.get("sessionId"),
+        "type": row.get("type"),
+        "traceId": row.get("traceId"),
+        "level": row.get("level"),
+        "parentObservationId": row.get("parentObservationId"),
+        "environment": row.get("environment"),
+        "version": row.get("version"),
+    }
+    if any(query.get(param) not in (None, value) for param, value in values.items()):
+        return False
+    if "isRootObservation" in query:
+        is_root = row.get("parentObservationId") is None
+        if (query["isRootObservation"].lower() == "true") != is_root:
+            return False
+    started = parse_iso(row.get("startTime"))
+    since, until = parse_iso(query.get("fromStartTime")), parse_iso(query.get("toStartTime"))
+    if since and (started is None or started < since):
+        return False
+    return not (until and (started is None or started >= until))
+
+
+async def list_observations_v2(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    query = request.query
+    if query.get("parseIoAsJson", "").lower() == "true":
+        return json_response(
+            400, {"message": "parseIoAsJson is deprecated; input and output are raw strings"}
+        )
+    try:
+        limit = query_int(request, "limit", 50)
+        offset = views.decode_cursor(query.get("cursor"))
+    except (BodyError, ValueError) as error:
+        return json_response(400, {"message": str(error)})
+    if limit > 1000:
+        return json_response(400, {"message": "limit must be <= 1000"})
+    requested = {g.strip() for g in query.get("fields", "").split(",") if g.strip()}
+    unknown = requested - set(views.V2_GROUPS)
+    if unknown:
+        return json_response(400, {"message": f"Unknown field groups: {sorted(unknown)}"})
+    groups = requested or set(views.V2_DEFAULT_GROUPS)
+    expanded = {k.strip() for k in query.get("expandMetadata", "").split(",") if k.strip()}
+    store = _state(request).store
+    traces = {t["id"]: t for t in store.traces(authorized.project_id)}
+    rows = [
+        views.observation_v2(row, traces.get(row.get("traceId") or ""), groups, expanded)
+        for row in _newest_first(store.observations(authorized.project_id), "startTime")
+        if _v2_matches(request, row, traces.get(row.get("traceId") or "", {}))
+    ]
+    window = rows[offset : offset + limit]
+    meta = {"cursor": views.encode_cursor(offset + limit)} if offset + limit < len(rows) else {}
+    return json_response(200, {"data": window, "meta": meta})
+
+
+def add_public_routes(app: web.Application) -> None:
+    app.router.add_get("/api/public/health", health)
+    app.router.add_get("/api/public/projects", projects)
+    app.router.add_route("*", "/api/public/projects", method_not_allowed)
+    app.router.add_post("/api/public/otel/v1/traces", otel_traces)
+    app.router.add_post("/api/public/ingestion", ingestion)
+    app.router.add_post("/api/public/scores", scores)
+    app.router.add_get("/api/public/traces", list_traces)
+    app.router.add_get("/api/public/traces/{trace_id}", get_trace)
+    app.router.add_get("/api/public/observations", list_observations_v1)
+    app.router.add_get("/api/public/observations/{observation_id}", get_observation_v1)
+    app.router.add_get("/api/public/v2/observations", list_observations_v2)
