@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 import pytest
-
 from openwebui_langfuse.clients.openwebui import OpenAIConfig
 from openwebui_langfuse.connection import (
     find_connection,
