@@ -13,7 +13,7 @@ from typing import Any
 from .otlp_decode import STATUS_CODE_ERROR, DecodedSpan
 from .store import Store
 from .usage import normalise_cost_details, normalise_usage_details
-from .values import decode_json_or_raw, iso_from_unix_nanos, normalise_iso
+from .values import decode_io, decode_json_or_raw, iso_from_unix_nanos, normalise_iso
 
 OBSERVATION = "langfuse.observation."
 OBSERVATION_METADATA = "langfuse.observation.metadata."
@@ -126,8 +126,8 @@ def observation_fields(span: DecodedSpan) -> dict[str, Any]:
         ),
         "model": _first(attributes, _MODEL),
         "modelParameters": decode_json_or_raw(attributes.get(OBSERVATION + "model.parameters")),
-        "input": decode_json_or_raw(attributes.get(OBSERVATION + "input")),
-        "output": decode_json_or_raw(attributes.get(OBSERVATION + "output")),
+        "input": decode_io(attributes.get(OBSERVATION + "input")),
+        "output": decode_io(attributes.get(OBSERVATION + "output")),
         "metadata": _prefixed(attributes, OBSERVATION_METADATA),
         "usageDetails": _usage(attributes),
         "costDetails": normalise_cost_details(
@@ -157,8 +157,8 @@ def trace_fields(span: DecodedSpan, observation: dict[str, Any]) -> dict[str, An
         "sessionId": observation["sessionId"],
         "tags": _tags(attributes.get("langfuse.trace.tags")),
         "metadata": _prefixed(attributes, TRACE_METADATA) or None,
-        "input": decode_json_or_raw(attributes.get("langfuse.trace.input")),
-        "output": decode_json_or_raw(attributes.get("langfuse.trace.output")),
+        "input": decode_io(attributes.get("langfuse.trace.input")),
+        "output": decode_io(attributes.get("langfuse.trace.output")),
         "public": bool(decode_json_or_raw(public)) if public is not None else None,
         "release": merged.get("langfuse.release"),
         "version": merged.get("langfuse.version"),

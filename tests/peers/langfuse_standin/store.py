@@ -18,6 +18,65 @@ _MERGED_DICT_FIELDS = frozenset({"metadata"})
 _UNION_LIST_FIELDS = frozenset({"tags"})
 # Set once by the first write; later partial updates never move them.
 _FIRST_WRITE_WINS = frozenset({"timestamp", "createdAt", "projectId"})
+# Every record carries all of its fields (None when never set), so readers can index them.
+TRACE_FIELDS = (
+    "id",
+    "projectId",
+    "timestamp",
+    "name",
+    "input",
+    "output",
+    "sessionId",
+    "userId",
+    "metadata",
+    "tags",
+    "release",
+    "version",
+    "public",
+    "environment",
+    "externalId",
+)
+OBSERVATION_FIELDS = (
+    "id",
+    "projectId",
+    "traceId",
+    "type",
+    "name",
+    "startTime",
+    "endTime",
+    "completionStartTime",
+    "model",
+    "modelParameters",
+    "input",
+    "output",
+    "metadata",
+    "level",
+    "statusMessage",
+    "parentObservationId",
+    "version",
+    "environment",
+    "usageDetails",
+    "costDetails",
+    "promptName",
+    "promptVersion",
+    "userId",
+    "sessionId",
+)
+SCORE_FIELDS = (
+    "id",
+    "projectId",
+    "name",
+    "value",
+    "dataType",
+    "traceId",
+    "sessionId",
+    "observationId",
+    "comment",
+    "metadata",
+    "source",
+    "environment",
+    "timestamp",
+)
 
 
 def merge_record(existing: dict[str, Any], update: dict[str, Any]) -> None:
@@ -56,6 +115,7 @@ class Store:
     def _upsert(
         self,
         table: dict[tuple[str, str], dict[str, Any]],
+        template: tuple[str, ...],
         project_id: str,
         fields: dict[str, Any],
         defaults: dict[str, Any] | None = None,
@@ -64,7 +124,8 @@ class Store:
         with self._lock:
             record = table.get(key)
             if record is None:
-                record = {"id": fields["id"], "projectId": project_id, "createdAt": now_iso()}
+                record = dict.fromkeys(template)
+                record.update(id=fields["id"], projectId=project_id, createdAt=now_iso())
                 table[key] = record
             merge_record(record, fields)
             for key, value in (defaults or {}).items():
@@ -76,13 +137,13 @@ class Store:
         self, project_id: str, fields: dict[str, Any], defaults: dict[str, Any] | None = None
     ) -> None:
         """Merge `fields` into the trace; `defaults` only fill fields still empty."""
-        self._upsert(self._traces, project_id, fields, defaults)
+        self._upsert(self._traces, TRACE_FIELDS, project_id, fields, defaults)
 
     def upsert_observation(self, project_id: str, fields: dict[str, Any]) -> None:
-        self._upsert(self._observations, project_id, fields)
+        self._upsert(self._observations, OBSERVATION_FIELDS, project_id, fields)
 
     def upsert_score(self, project_id: str, fields: dict[str, Any]) -> None:
-        self._upsert(self._scores, project_id, fields)
+        self._upsert(self._scores, SCORE_FIELDS, project_id, fields)
 
     def has_trace(self, project_id: str, trace_id: str) -> bool:
         with self._lock:

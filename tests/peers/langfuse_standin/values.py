@@ -22,6 +22,14 @@ def decode_json_or_raw(value: Any) -> Any:
         return value
 
 
+def decode_io(value: Any) -> Any:
+    """Decode an observation input/output attribute: JSON objects and arrays become
+    structures; anything else stays the string that was sent. The v5 SDK sends a Python
+    `str` raw, so an answer "4" must stay the text "4", not become a number."""
+    decoded = decode_json_or_raw(value)
+    return decoded if isinstance(decoded, dict | list) else value
+
+
 def iso_from_unix_nanos(nanos: int) -> str:
     """OTLP carries times as Unix nanoseconds; the API answers ISO-8601 with milliseconds."""
     moment = datetime.fromtimestamp(nanos / 1e9, tz=UTC)

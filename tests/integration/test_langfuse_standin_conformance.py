@@ -1,0 +1,227 @@
+"""Conformance of the Langfuse stand-in with the real `langfuse` SDK 5.0.4.
+
+Every SDK call runs in a subprocess of the project venv's Python
+(`tests.peers.langfuse_standin.sdk_probe`): the v5 SDK caches one client per public key and
+installs a global OTel TracerProvider for the whole process (reference §1.2), so a
+subprocess per call is the honest isolation. If the stand-in drifted from what the SDK
+expects (auth errors, response models, OTLP layout, v2 reads), these tests fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.peers.langfuse_standin import LangfuseStandIn
+from tests.peers.langfuse_standin.sdk_probe import SECRET_ENV
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ERRORS = "langfuse.api.commons.errors"
+
+
+def run_probe(
+    command: str, host: str, public_key: str, secret_key: str, *, timeout: int = 5
+) -> dict[str, Any]:
+    # No LANGFUSE_*/OTEL_* from the outside: LANGFUSE_BASE_URL would override base_url.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGFUSE_", "OTEL_"))}
+    env[SECRET_ENV] = secret_key
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.peers.langfuse_standin.sdk_probe",
+            command,
+            "--host",
+            host,
+            "--public-key",
+            public_key,
+            "--timeout",
+            str(timeout),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert secret_key not in completed.stdout + completed.stderr
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def auth_check(langfuse: LangfuseStandIn, **overrides: Any) -> dict[str, Any]:
+    return run_probe(
+        "auth-check",
+        overrides.get("host", langfuse.url),
+        overrides.get("public_key", langfuse.public_key),
+        overrides.get("secret_key", langfuse.secret_key),
+        timeout=overrides.get("timeout", 5),
+    )
+
+
+# --- auth_check ------------------------------------------------------------------------
+
+
+def test_auth_check_accepts_good_keys(langfuse: LangfuseStandIn) -> None:
+    assert auth_check(langfuse) == {"result": True}
+    (request,) = langfuse.requests
+    assert request["path"] == "/api/public/projects"
+    assert request["headers"]["x-langfuse-sdk-version"] == "5.0.4"
+    assert request["headers"]["authorization"] == "Basic [REDACTED]"
+
+
+def test_auth_check_raises_unauthorized_for_a_wrong_secret(langfuse: LangfuseStandIn) -> None:
+    result = auth_check(langfuse, secret_key="sk-lf-not-the-secret")
+    assert result["error"] == f"{ERRORS}.unauthorized_error.UnauthorizedError"
+    assert result["status_code"] == 401
+    assert result["body"] == {
+        "message": "Invalid credentials. Confirm that you've configured the correct host."
+    }
+
+
+def test_auth_check_raises_access_denied_for_an_organization_key(
+    langfuse: LangfuseStandIn,
+) -> None:
+    langfuse.set_failure("403")
+    result = auth_check(langfuse)
+    assert result["error"] == f"{ERRORS}.access_denied_error.AccessDeniedError"
+    assert result["status_code"] == 403
+
+
+def test_auth_check_raises_api_error_for_5xx_after_its_retries(langfuse: LangfuseStandIn) -> None:
+    langfuse.set_failure("500")
+    result = auth_check(langfuse)
+    assert result["error"] == "langfuse.api.core.api_error.ApiError"
+    assert result["status_code"] == 500
+    # The Fern client retries 5xx twice: three attempts reached the server.
+    assert [r["status"] for r in langfuse.requests] == [500, 500, 500]
+
+
+def test_auth_check_raises_api_error_for_a_non_json_200(langfuse: LangfuseStandIn) -> None:
+    langfuse.set_failure("html")
+    result = auth_check(langfuse)
+    assert result["error"] == "langfuse.api.core.api_error.ApiError"
+    assert result["status_code"] == 200
+
+
+def test_auth_check_fails_when_the_key_sees_no_project(langfuse: LangfuseStandIn) -> None:
+    langfuse.set_failure("empty")
+    result = auth_check(langfuse)
+    assert result["error"] == "builtins.Exception"
+
+
+def test_auth_check_times_out_on_a_slow_server(langfuse: LangfuseStandIn) -> None:
+    langfuse.slow_seconds = 4.0
+    langfuse.set_failure("slow")
+    result = auth_check(langfuse, timeout=1)
+    assert result["error"] == "httpx.ReadTimeout"
+
+
+def test_auth_check_raises_connect_error_for_a_wrong_host(langfuse: LangfuseStandIn) -> None:
+    with socket.socket() as holder:  # a bound but never listening port refuses connections
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        result = auth_check(langfuse, host=f"http://127.0.0.1:{port}")
+    assert result["error"] == "httpx.ConnectError"
+
+
+# --- a trace with a generation, written and read back through the SDK -----------------
+
+
+@pytest.fixture
+def sent_trace(langfuse: LangfuseStandIn) -> dict[str, Any]:
+    return run_probe("trace", langfuse.url, langfuse.public_key, langfuse.secret_key)
+
+
+def test_sdk_trace_is_stored_with_trace_level_attributes(
+    langfuse: LangfuseStandIn, sent_trace: dict[str, Any]
+) -> None:
+    trace = langfuse.trace(sent_trace["trace_id"])
+    assert trace is not None
+    assert trace["projectId"] == langfuse.project_id
+    assert trace["name"] == "chat:chat-123"
+    assert trace["userId"] == "alice@example.com"
+    assert trace["sessionId"] == "chat-123"
+    assert trace["tags"] == ["open-webui", "conformance"]
+    assert trace["metadata"] == {"interface": "open-webui"}
+    # v5 has no trace-level io: the trace shows the root observation's.
+    assert trace["input"] == {"question": "2+2?"}
+    assert trace["output"] == {"answer": "4"}
+
+
+def test_sdk_generation_is_stored_with_model_usage_and_cost(
+    langfuse: LangfuseStandIn, sent_trace: dict[str, Any]
+) -> None:
+    by_id = {o["id"]: o for o in langfuse.observations(trace_id=sent_trace["trace_id"])}
+    assert set(by_id) == {sent_trace["root_id"], sent_trace["generation_id"]}
+    root = by_id[sent_trace["root_id"]]
+    generation = by_id[sent_trace["generation_id"]]
+    assert root["type"] == "SPAN"
+    assert root["parentObservationId"] is None
+    assert generation["type"] == "GENERATION"
+    assert generation["name"] == "llm_response"
+    assert generation["parentObservationId"] == sent_trace["root_id"]
+    assert generation["model"] == "gpt-4o"
+    assert generation["modelParameters"] == {"temperature": 0.2}
+    assert generation["usageDetails"] == {"input": 10, "output": 5, "total": 15}
+    assert generation["costDetails"] == pytest.approx(
+        {"input": 0.001, "output": 0.002, "total": 0.003}
+    )
+    assert generation["input"] == [{"role": "user", "content": "2+2?"}]
+    assert generation["output"] == "4"
+    assert generation["metadata"] == {"chat_id": "chat-123"}
+    assert generation["startTime"] <= generation["endTime"]
+
+
+def test_sdk_export_is_gzip_protobuf_with_ingestion_version_4(
+    langfuse: LangfuseStandIn, sent_trace: dict[str, Any]
+) -> None:
+    exports = [r for r in langfuse.requests if r["path"] == "/api/public/otel/v1/traces"]
+    assert exports and all(r["status"] == 200 for r in exports)
+    headers = exports[0]["headers"]
+    assert headers["content-type"] == "application/x-protobuf"
+    assert headers["content-encoding"] == "gzip"
+    assert headers["x-langfuse-ingestion-version"] == "4"
+    assert exports[0]["publicKey"] == langfuse.public_key
+    assert langfuse.secret_key not in json.dumps(langfuse.requests)
+
+
+def test_sdk_score_arrives_as_an_array_and_is_stored(
+    langfuse: LangfuseStandIn, sent_trace: dict[str, Any]
+) -> None:
+    (score_post,) = [r for r in langfuse.requests if r["path"] == "/api/public/scores"]
+    assert score_post["status"] == 202
+    assert isinstance(score_post["body"], list)
+    (score,) = langfuse.scores()
+    assert score["name"] == "helpfulness"
+    assert score["value"] == 0.9
+    assert score["traceId"] == sent_trace["trace_id"]
+
+
+def test_sdk_reads_observations_back_through_v2(
+    langfuse: LangfuseStandIn, sent_trace: dict[str, Any]
+) -> None:
+    read = {o["id"]: o for o in sent_trace["observations"]}
+    assert set(read) == {sent_trace["root_id"], sent_trace["generation_id"]}
+    generation = read[sent_trace["generation_id"]]
+    assert generation["projectId"] == langfuse.project_id
+    assert generation["type"] == "GENERATION"
+    assert generation["model"] == "gpt-4o"
+    assert generation["usageDetails"] == {"input": 10, "output": 5, "total": 15}
+    assert generation["costDetails"]["total"] == pytest.approx(0.003)
+    assert generation["userId"] == "alice@example.com"
+    assert generation["sessionId"] == "chat-123"
+    assert generation["traceName"] == "chat:chat-123"
+    assert generation["tags"] == ["open-webui", "conformance"]
+    assert json.loads(generation["input"]) == [{"role": "user", "content": "2+2?"}]
+    (read_request,) = [r for r in langfuse.requests if r["path"] == "/api/public/v2/observations"]
+    assert read_request["query"]["traceId"] == sent_trace["trace_id"]
