@@ -1,0 +1,131 @@
+"""Pure parts of the bundled filter: usage/cost mapping, media stripping, ids, environment."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.unit.test_filter_capture import load_filter_module
+
+
+@pytest.fixture(scope="module")
+def module() -> ModuleType:
+    return load_filter_module("langfuse_tracing_filter_mapping_test")
+
+
+@pytest.mark.parametrize(
+    ("usage", "details", "cost"),
+    [
+        # OpenAI chat completions
+        (
+            {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            {"input": 10, "output": 5, "total": 15},
+            None,
+        ),
+        # Responses API / Open WebUI's normalised keys only
+        ({"input_tokens": 7, "output_tokens": 3}, {"input": 7, "output": 3, "total": 10}, None),
+        # Ollama
+        (
+            {"prompt_eval_count": 30, "eval_count": 20},
+            {"input": 30, "output": 20, "total": 50},
+            None,
+        ),
+        # cached and reasoning tokens are split out of input/output, as Langfuse prices them
+        (
+            {
+                "prompt_tokens": 100,
+                "completion_tokens": 50,
+                "total_tokens": 150,
+                "prompt_tokens_details": {"cached_tokens": 40},
+                "completion_tokens_details": {"reasoning_tokens": 20},
+            },
+            {
+                "input": 60,
+                "input_cached_tokens": 40,
+                "output": 30,
+                "output_reasoning_tokens": 20,
+                "total": 150,
+            },
+            None,
+        ),
+        # reported cost (e.g. OpenRouter) is passed on, so Langfuse does not re-price
+        (
+            {"prompt_tokens": 1, "completion_tokens": 1, "cost": 0.25},
+            {"input": 1, "output": 1, "total": 2},
+            {"total": 0.25},
+        ),
+        (None, None, None),
+        ("not a dict", None, None),
+        ({"prompt_tokens": -1, "completion_tokens": True}, None, None),
+        ({"cost": 0.1}, None, {"total": 0.1}),
+    ],
+)
+def test_usage_and_cost(module: ModuleType, usage: Any, details: Any, cost: Any) -> None:
+    assert module.usage_and_cost(usage) == (details, cost)
+
+
+def test_inline_media_is_replaced_and_the_original_left_alone(module: ModuleType) -> None:
+    image = "data:image/png;base64," + "A" * 5000
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "see"},
+                {"type": "image_url", "image_url": {"url": image}},
+            ],
+        },
+        {"role": "assistant", "content": "ok"},
+    ]
+    cleaned = module.without_inline_media(messages)
+    assert cleaned[0]["content"][1]["image_url"]["url"].startswith("[inline image/png omitted")
+    assert cleaned[1] is messages[1]  # untouched parts are not copied
+    assert messages[0]["content"][1]["image_url"]["url"] == image
+    plain = [{"role": "user", "content": "short data:x"}]
+    assert module.without_inline_media(plain) is plain
+
+
+def test_message_text(module: ModuleType) -> None:
+    assert module.message_text({"content": "x"}) == "x"
+    assert (
+        module.message_text(
+            {"content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"text": "b"}]}
+        )
+        == "a\nb"
+    )
+    assert module.message_text({"content": None}) is None
+    assert module.message_text("nope") is None
+
+
+def test_trace_ids_are_stable_hex_and_distinct(module: ModuleType) -> None:
+    first = module.trace_id_for("chat-1")
+    assert first == module.trace_id_for("chat-1")
+    assert first != module.trace_id_for("chat-2")
+    assert len(first) == 32 and int(first, 16) > 0
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [("production", "production"), ("Staging EU", "staging-eu"), ("langfuse-x", ""), ("", "")],
+)
+def test_environment_is_made_acceptable_to_langfuse(
+    module: ModuleType, given: str, sent: str
+) -> None:
+    assert module.sanitized_environment(given) == sent
+
+
+def test_long_text_is_cut_with_a_marker(module: ModuleType) -> None:
+    text = "x" * (module.MAX_TEXT_CHARS + 10)
+    cut = module.cut(text)
+    assert len(cut) < len(text) + 100 and cut.endswith("[truncated 10 characters]")
+
+
+def test_otlp_values(module: ModuleType) -> None:
+    assert module.otlp_value(True) == {"boolValue": True}
+    assert module.otlp_value(3) == {"intValue": "3"}
+    assert module.otlp_value(0.5) == {"doubleValue": 0.5}
+    assert module.otlp_value(["a"]) == {"arrayValue": {"values": [{"stringValue": "a"}]}}
+    assert module.otlp_attributes({"a": None, "b": "x"}) == [
+        {"key": "b", "value": {"stringValue": "x"}}
+    ]
