@@ -29,6 +29,18 @@ def _loggable_body(request: web.Request, raw: bytes) -> Any:
         return None
 
 
+def _loggable_answer(response: web.StreamResponse) -> Any:
+    """The JSON the stand-in answered (e.g. a 207's per-event errors), else None."""
+    if not isinstance(response, web.Response) or response.content_type != "application/json":
+        return None
+    if not isinstance(response.body, bytes):
+        return None
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        return None
+
+
 @web.middleware
 async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(PREFIX):
@@ -36,9 +48,11 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
     state = request.app[STATE_KEY]
     raw = await request.read()  # cached by aiohttp: the handler reads it again
     status = 500
+    answer: Any = None
     try:
         response = await handler(request)
         status = response.status
+        answer = _loggable_answer(response)
         return response
     except web.HTTPException as error:
         status = error.status
@@ -53,6 +67,7 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
             body=_loggable_body(request, raw),
             body_size=len(raw),
             status=status,
+            response=answer,
         )
 
 

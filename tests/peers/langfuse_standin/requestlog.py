@@ -57,6 +57,7 @@ class LoggedRequest:
     body: Any  # decoded JSON (redacted) or None for binary bodies
     body_size: int
     status: int
+    response: Any  # the JSON answer (redacted) or None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class LoggedRequest:
             "body": self.body,
             "bodySize": self.body_size,
             "status": self.status,
+            "response": self.response,
         }
 
 
@@ -91,6 +93,7 @@ class RequestLog:
         body: Any,
         body_size: int,
         status: int,
+        response: Any = None,
     ) -> None:
         secrets = self._secrets()
         entry = LoggedRequest(
@@ -102,6 +105,7 @@ class RequestLog:
             body=redact_value(body, secrets),
             body_size=body_size,
             status=status,
+            response=redact_value(response, secrets),
         )
         with self._lock:
             self._entries.append(entry)
