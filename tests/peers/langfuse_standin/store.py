@@ -124,13 +124,13 @@ class Store:
         with self._lock:
             record = table.get(key)
             if record is None:
-                record = dict.fromkeys(template)
+                record = dict.fromkeys(template, None)
                 record.update(id=fields["id"], projectId=project_id, createdAt=now_iso())
                 table[key] = record
             merge_record(record, fields)
-            for key, value in (defaults or {}).items():
-                if record.get(key) is None and value is not None:
-                    record[key] = copy.deepcopy(value)
+            for name, value in (defaults or {}).items():
+                if record.get(name) is None and value is not None:
+                    record[name] = copy.deepcopy(value)
             record["updatedAt"] = now_iso()
 
     def upsert_trace(

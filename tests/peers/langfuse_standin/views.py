@@ -109,7 +109,7 @@ def observation_v1(observation: dict[str, Any]) -> dict[str, Any]:
     view = {field: observation.get(field) for field in OBSERVATION_V1_FIELDS}
     view["usageDetails"] = view["usageDetails"] or {}
     view["costDetails"] = view["costDetails"] or {}
-    costs = view["costDetails"]
+    costs: dict[str, Any] = view["costDetails"] or {}
     view.update(
         {
             "usage": _legacy_usage(observation),
