@@ -1,0 +1,162 @@
+"""Command line: ``openwebui-langfuse run`` (the operator) and what the chart's hooks call.
+
+``run`` flags override ``OPENWEBUI_LANGFUSE_*`` environment variables (``config``).
+``pre-delete`` deletes a release's LangfuseTracings and waits until their finalizers are gone,
+so the operator cleans up upstream before Helm removes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from openwebui_langfuse.config import ConfigError, Settings, settings_from_env
+from openwebui_langfuse.models import GROUP, PLURAL, VERSION
+
+_QUIET_LOGGERS = ("kopf", "httpx", "httpcore", "aiohttp", "kubernetes")
+
+
+def _configure_logging(settings: Settings) -> None:
+    import kopf
+
+    debug = settings.log_level == "DEBUG"
+    kopf.configure(
+        debug=debug,
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    logging.getLogger().setLevel(settings.log_level)
+    # One line per transition is the operator's own job; kopf's per-cycle INFO lines and the
+    # HTTP libraries' per-request lines would bury them.
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_env()
+        overrides: dict[str, object] = {}
+        if args.namespace:
+            overrides["namespaces"] = tuple(args.namespace)
+            overrides["all_namespaces"] = False
+        if args.all_namespaces:
+            overrides["all_namespaces"] = True
+            overrides["namespaces"] = ()
+        if args.liveness:
+            overrides["liveness"] = args.liveness
+        if args.log_format:
+            overrides["log_format"] = args.log_format
+        if args.log_level:
+            overrides["log_level"] = args.log_level.upper()
+        settings = dataclasses.replace(settings, **overrides).validate()  # type: ignore[arg-type]
+    except ConfigError as exc:
+        print(f"openwebui-langfuse: {exc}", file=sys.stderr)
+        return 2
+
+    import kopf
+
+    _configure_logging(settings)
+    # Named explicitly, so only this module's handlers are registered (never a test's).
+    import openwebui_langfuse.handlers  # noqa: F401
+
+    logging.getLogger("openwebui_langfuse").info(
+        "starting: watching %s",
+        "all namespaces" if settings.all_namespaces else ", ".join(settings.namespaces),
+    )
+    kopf.run(
+        standalone=True,
+        clusterwide=settings.all_namespaces,
+        namespaces=list(settings.namespaces),
+        liveness_endpoint=settings.liveness,
+        memo=kopf.Memo(settings=settings),
+    )
+    return 0
+
+
+def _list(api: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    listing: dict[str, Any] = api.list_namespaced_custom_object(
+        GROUP, VERSION, args.namespace, PLURAL, label_selector=args.selector or None
+    )
+    items: list[dict[str, Any]] = listing["items"]
+    return items
+
+
+def _pre_delete(args: argparse.Namespace) -> int:
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    api = client.CustomObjectsApi()
+    deadline = time.monotonic() + args.timeout
+    objects = _list(api, args)
+    names = [o["metadata"]["name"] for o in objects]
+    for name in names:
+        try:
+            api.delete_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, name)
+            print(f"deleting langfusetracing {args.namespace}/{name}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    remaining = list(names)
+    while remaining:
+        left = _list(api, args)
+        remaining = [o["metadata"]["name"] for o in left if o["metadata"]["name"] in names]
+        if not remaining:
+            break
+        if time.monotonic() > deadline:
+            print(
+                f"timed out after {args.timeout}s waiting for: {', '.join(remaining)}",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.5)
+    print(f"{len(names)} langfusetracing(s) deleted and cleaned up")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openwebui-langfuse",
+        description="Declarative Langfuse tracing for Open WebUI: the operator and its helpers.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", action="append", metavar="NS",
+                     help="namespace to watch (repeatable; env OPENWEBUI_LANGFUSE_NAMESPACES)")
+    run.add_argument("--all-namespaces", action="store_true",
+                     help="watch every namespace (env OPENWEBUI_LANGFUSE_ALL_NAMESPACES)")
+    run.add_argument("--liveness", metavar="URL",
+                     help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz "
+                          "(env OPENWEBUI_LANGFUSE_LIVENESS)")
+    run.add_argument("--log-format", choices=("text", "json"),
+                     help="log format (env OPENWEBUI_LANGFUSE_LOG_FORMAT, default text)")
+    run.add_argument("--log-level", metavar="LEVEL",
+                     help="DEBUG, INFO, WARNING, ERROR (env OPENWEBUI_LANGFUSE_LOG_LEVEL)")
+    run.set_defaults(func=_run)
+
+    pre = sub.add_parser("pre-delete",
+                         help="delete a release's LangfuseTracings and wait for their cleanup")
+    pre.add_argument("--namespace", required=True, metavar="NS")
+    pre.add_argument("--selector", default="", metavar="LABELS",
+                     help="label selector of the release's resources")
+    pre.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
+    pre.set_defaults(func=_pre_delete)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""kopf wiring: the only module with kopf decorators; thin adapters over ``runtime``.
+
+* indices: Secrets and ConfigMaps by (namespace, name) — reconciles read references from
+  memory, fed by the watch, and kopf fills them before any handler runs; LangfuseTracings by
+  the Secrets/ConfigMaps they reference (trigger index) and by the upstream objects they own
+  (deletion must not remove what another resource still uses).
+* one daemon per LangfuseTracing: its worker reconciles on create/resume, on spec changes, on
+  referenced Secret/ConfigMap changes and every ``resyncInterval`` (see ``runtime``).
+* watch-event handlers only wake workers; the deletion handler cleans up, bounded in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from openwebui_langfuse.config import Settings
+from openwebui_langfuse.kube import KubeApi, KubeCredentials
+from openwebui_langfuse.models import GROUP, PLURAL, VERSION, referenced_names
+from openwebui_langfuse.runtime import IndexReader, Runtime, sharing_keys
+
+FINALIZER = "openwebui-langfuse.io/cleanup"
+ANNOTATION_PREFIX = "openwebui-langfuse.io"
+HANDLER_WORKER = "reconcile-worker"
+HANDLER_CLEANUP = "cleanup"
+HANDLER_SPEC_WATCH = "spec-watch"
+HANDLER_SECRET_WATCH = "secret-watch"
+HANDLER_CONFIGMAP_WATCH = "configmap-watch"
+
+LFT = (GROUP, VERSION, PLURAL)
+# Secrets that can never be a LangfuseTracing reference and can be large: not kept in memory.
+_IGNORED_SECRET_TYPES = frozenset({"helm.sh/release.v1", "kubernetes.io/service-account-token"})
+
+logger = logging.getLogger("openwebui_langfuse")
+
+
+# -- startup, login, shutdown -------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """All kopf settings, each with its reason."""
+    # The project's own names, not kopf's defaults (DESIGN §2).
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # After its own finalizer patch kopf waits for the matching event; 5 s is plenty on a
+    # healthy API server and a bound on a slow one.
+    settings.persistence.consistency_timeout = 5.0
+    # Events come from the workers on transitions only; kopf's per-handler INFO chatter
+    # ("Handler succeeded") would post an Event on every pass.
+    settings.posting.level = logging.WARNING
+    # Watches: ask the server to end a watch after 5 min and give up on a silent socket a bit
+    # later, so a half-dead connection is replaced instead of hanging forever.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    # API calls kopf makes (finalizer, progress, events): 30 s, not aiohttp's 5 min default.
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 10
+    # A worker shuts its queue after 5 s without events; a new event restarts it cheaply.
+    settings.queueing.idle_timeout = 5.0
+
+    op_settings: Settings = memo["settings"]
+    memo["runtime"] = Runtime(
+        op_settings,
+        kube=KubeApi(lambda: memo["kube_credentials"], timeout=op_settings.http_timeout),
+        emit=_emit,
+    )
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's plain logins (in-cluster token, then kubeconfig), shared with our status writer."""
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is not None:
+        memo["kube_credentials"] = KubeCredentials(
+            server=info.server,
+            headers=info.as_http_headers(),
+            ssl_context=info.as_ssl_context(),
+        )
+    return info
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.aclose()
+
+
+def _emit(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(body, type=type_, reason=reason, message=message)  # type: ignore[arg-type]
+
+
+# -- indices ------------------------------------------------------------------------------------
+
+
+@kopf.index("secrets")
+def secret_data(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], Mapping[str, Any]] | None:
+    if body.get("type") in _IGNORED_SECRET_TYPES:
+        return None
+    return {(namespace or "", name): dict(body.get("data") or {})}
+
+
+@kopf.index("configmaps")
+def configmap_data(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], Mapping[str, Any]]:
+    return {(namespace or "", name): dict(body.get("data") or {})}
+
+
+@kopf.index(*LFT)
+def lft_references(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(namespace, kind, object name) -> resource, for every Secret/ConfigMap it reads."""
+    ns = namespace or ""
+    secrets, config_maps = referenced_names(dict(spec))
+    keys = {(ns, "Secret", s): (ns, name) for s in secrets}
+    keys.update({(ns, "ConfigMap", c): (ns, name) for c in config_maps})
+    return keys
+
+
+@kopf.index(*LFT)
+def lft_owned(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, ...], tuple[str, str]]:
+    """Upstream objects (pipeline id on a server, Open WebUI connection) -> resource."""
+    ns = namespace or ""
+    return {key: (ns, name) for key in sharing_keys(ns, name, dict(spec))}
+
+
+def _reader(indices: Mapping[str, Any]) -> IndexReader:
+    """Reads references from the live Secret/ConfigMap indices kopf passes as kwargs."""
+    return IndexReader(indices["secret_data"], indices["configmap_data"])
+
+
+# -- triggers -----------------------------------------------------------------------------------
+
+
+@kopf.daemon(*LFT, id=HANDLER_WORKER, cancellation_timeout=5.0)
+async def reconcile_worker(
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    **indices: Any,
+) -> None:
+    # cancellation_timeout: a pass is idempotent, so kopf may cancel it at once on deletion;
+    # 5 s only bounds how long kopf waits for the cancelled task to unwind.
+    runtime: Runtime = memo["runtime"]
+
+    async def wait_stopped() -> None:
+        await stopped.wait()
+
+    await runtime.run_worker(
+        body,
+        _reader(indices),
+        stopped=lambda: bool(stopped),
+        wait_stopped=wait_stopped,
+    )
+
+
+@kopf.on.event(*LFT, id=HANDLER_SPEC_WATCH)
+def spec_watch(
+    namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    runtime.spec_changed(namespace or "", name, meta.get("generation"))
+
+
+def _wake_referencing(
+    runtime: Runtime,
+    index: kopf.Index[tuple[str, str, str], tuple[str, str]],
+    namespace: str,
+    kind: str,
+    name: str,
+) -> None:
+    for target in index.get((namespace, kind, name), []):
+        runtime.wake(*target)
+
+
+@kopf.on.event("secrets", id=HANDLER_SECRET_WATCH)
+def secret_watch(
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **indices: Any,
+) -> None:
+    refs = indices["lft_references"]
+    _wake_referencing(memo["runtime"], refs, namespace or "", "Secret", name)
+
+
+@kopf.on.event("configmaps", id=HANDLER_CONFIGMAP_WATCH)
+def configmap_watch(
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **indices: Any,
+) -> None:
+    refs = indices["lft_references"]
+    _wake_referencing(memo["runtime"], refs, namespace or "", "ConfigMap", name)
+
+
+# -- deletion -----------------------------------------------------------------------------------
+
+
+def _shared(
+    index: kopf.Index[tuple[str, ...], tuple[str, str]], key: tuple[str, ...], me: tuple[str, str]
+) -> bool:
+    return any(owner != me for owner in index.get(key, []))
+
+
+@kopf.on.delete(*LFT, id=HANDLER_CLEANUP)
+async def cleanup(
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    **indices: Any,
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    lft_owned: kopf.Index[tuple[str, ...], tuple[str, str]] = indices["lft_owned"]
+    ns = namespace or ""
+    me = (ns, name)
+    keys = sharing_keys(ns, name, dict(body.get("spec") or {}))
+    pipeline_shared = any(_shared(lft_owned, k, me) for k in keys if k[0] == "pipeline")
+    connection_shared = any(_shared(lft_owned, k, me) for k in keys if k[0] == "connection")
+    result = await runtime.cleanup(
+        body,
+        _reader(indices),
+        pipeline_id_shared=pipeline_shared,
+        connection_shared=connection_shared,
+    )
+    if result.done:
+        logger.info("%s/%s: deleted (%s)", namespace, name, result.message)
+        return
+    elapsed = _seconds_since(meta.get("deletionTimestamp"))
+    remaining = runtime.settings.delete_timeout - elapsed
+    if result.temporary and remaining > 0:
+        raise kopf.TemporaryError(f"cleanup waits: {result.message}", delay=min(2.0, remaining))
+    message = (
+        f"released the finalizer without cleaning up after {elapsed:.0f}s: {result.message}; "
+        "remove the filter from Pipelines by hand if it is still there"
+    )
+    logger.warning("%s/%s: %s", namespace, name, message)
+    runtime.emit(body, "Warning", "CleanupAbandoned", message)
+
+
+def _seconds_since(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - then).total_seconds()

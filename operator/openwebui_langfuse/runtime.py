@@ -1,0 +1,428 @@
+"""The operator's runtime state and per-resource workers (no kopf import; ``handlers`` adapts).
+
+Why a worker per resource instead of kopf's create/update handlers: a reconcile has three
+triggers (a spec change, a change of a referenced Secret/ConfigMap, the resync timer) and must
+never run twice at once for one resource. One long-lived worker per resource (a kopf daemon)
+owns all three: triggers only *wake* it, it coalesces bursts into one pass, retries temporary
+errors with its own backoff and sleeps ``resyncInterval`` otherwise. It starts as soon as kopf
+sees the resource, so the first pass does not wait for kopf's finalizer round trip, and it
+writes status itself (``kube.KubeApi``) only when the status changed — no progress annotations
+or diff-base churn on the resource, nothing for a GitOps tool to diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from openwebui_langfuse import conditions as cond
+from openwebui_langfuse.clients.langfuse import LangfuseClient
+from openwebui_langfuse.clients.pipelines import PipelinesClient
+from openwebui_langfuse.config import Settings
+from openwebui_langfuse.kube import KubeApi, KubeError
+from openwebui_langfuse.models import parse_spec
+from openwebui_langfuse.reconcile import (
+    CleanupResult,
+    ConnectionResult,
+    DownloadError,
+    InstallMemory,
+    MissingReference,
+    ReconcileResult,
+    ResourceRef,
+    Upstreams,
+    cleanup,
+    reconcile,
+)
+
+logger = logging.getLogger("openwebui_langfuse")
+
+Key = tuple[str, str]
+EmitFn = Callable[[Mapping[str, Any], str, str, str], None]
+_FIRST_BACKOFF = 1.0
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- reading Secrets and ConfigMaps from kopf's in-memory indices -----------------------------
+
+
+class IndexReader:
+    """Reads referenced Secrets/ConfigMaps from watch-fed indices (no API round trip).
+
+    The indices map ``(namespace, name)`` to the objects' ``data`` (kopf yields a collection per
+    key; there is exactly one object per namespace/name).
+    """
+
+    def __init__(
+        self,
+        secrets: Mapping[Key, Iterable[Mapping[str, Any]]],
+        config_maps: Mapping[Key, Iterable[Mapping[str, Any]]],
+    ) -> None:
+        self._secrets = secrets
+        self._config_maps = config_maps
+
+    @staticmethod
+    def _first(index: Mapping[Key, Iterable[Mapping[str, Any]]], key: Key) -> Mapping[str, Any]:
+        return next(iter(index[key]), {})
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        if (namespace, name) not in self._secrets:
+            raise MissingReference("SecretNotFound", f"Secret {namespace}/{name} not found")
+        data = self._first(self._secrets, (namespace, name))
+        if key not in data:
+            raise MissingReference(
+                "SecretKeyNotFound", f"Secret {namespace}/{name} has no key {key!r}"
+            )
+        try:
+            return base64.b64decode(data[key], validate=True).decode("utf-8").strip()
+        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+            raise MissingReference(
+                "SecretKeyInvalid", f"Secret {namespace}/{name} key {key!r} is not UTF-8 text"
+            ) from None
+
+    def config_map_value(self, namespace: str, name: str, key: str) -> str:
+        if (namespace, name) not in self._config_maps:
+            raise MissingReference(
+                "ConfigMapNotFound", f"ConfigMap {namespace}/{name} not found"
+            )
+        data = self._first(self._config_maps, (namespace, name))
+        if key not in data:
+            raise MissingReference(
+                "ConfigMapKeyNotFound", f"ConfigMap {namespace}/{name} has no key {key!r}"
+            )
+        return str(data[key])
+
+
+# -- the Open WebUI step, bound to ``openwebui_langfuse.connection`` when it is installed -------
+
+
+class _ConnectionAdapter:
+    def __init__(self, timeout: float) -> None:
+        from openwebui_langfuse import connection
+        from openwebui_langfuse.clients import openwebui
+
+        self._connection = connection
+        self._openwebui = openwebui
+        self._timeout = timeout
+
+    def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any:
+        if api_key is not None:
+            return self._openwebui.ApiKeyAuth(api_key=api_key)
+        return self._openwebui.CredentialsAuth(email=email or "", password=password or "")
+
+    @staticmethod
+    def _result(outcome: Any) -> ConnectionResult:
+        return ConnectionResult(
+            registered=bool(outcome.registered),
+            reason=str(outcome.reason),
+            message=str(outcome.message),
+            connection_url=str(outcome.connection_url),
+            wrote=bool(outcome.wrote),
+            temporary=bool(outcome.temporary),
+        )
+
+    async def sync(self, **kwargs: Any) -> ConnectionResult:
+        outcome = await self._connection.sync_connection(**kwargs, timeout=self._timeout)
+        return self._result(outcome)
+
+    async def remove(self, **kwargs: Any) -> ConnectionResult:
+        outcome = await self._connection.remove_connection(**kwargs, timeout=self._timeout)
+        return self._result(outcome)
+
+
+def _connection_api(timeout: float) -> _ConnectionAdapter | None:
+    try:
+        return _ConnectionAdapter(timeout)
+    except ImportError:  # the Open WebUI step has not landed in this build
+        return None
+
+
+# -- workers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    """The single place one resource is reconciled from."""
+
+    key: Key
+    wake_event: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    status: dict[str, Any] | None = None
+    generation: int | None = None
+    backoff: float = _FIRST_BACKOFF
+    suspended_logged: bool = False
+
+    def wake(self) -> None:
+        self.wake_event.set()
+
+
+class Runtime:
+    """Everything that lives as long as the operator: HTTP pool, memory, workers, locks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        kube: KubeApi | None,
+        emit: EmitFn,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.emit = emit
+        self.http = http or httpx.AsyncClient(
+            timeout=settings.http_timeout,
+            limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
+        )
+        self.memory = InstallMemory()
+        self.workers: dict[Key, Worker] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.upstreams = Upstreams(
+            pipelines=lambda url, key: PipelinesClient(
+                url, key, http=self.http, timeout=settings.http_timeout
+            ),
+            langfuse=lambda host: LangfuseClient(
+                host, http=self.http, timeout=settings.http_timeout
+            ),
+            download=self.download,
+            connection=_connection_api(settings.http_timeout),
+            lock_for=self.lock_for,
+        )
+
+    def lock_for(self, url: str) -> asyncio.Lock:
+        """One write lock per Pipelines server (it has none, and uploads reload everything)."""
+        return self._locks.setdefault(url.rstrip("/"), asyncio.Lock())
+
+    async def download(self, url: str) -> bytes:
+        """Fetch a filter file ourselves (``sha256`` pinned sources are checked, then uploaded)."""
+        try:
+            response = await self.http.get(url, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise DownloadError(
+                f"could not download the filter ({type(exc).__name__})", temporary=True
+            ) from None
+        if response.status_code >= 500:
+            raise DownloadError(
+                f"downloading the filter answered HTTP {response.status_code}", temporary=True
+            )
+        if response.status_code >= 400:
+            raise DownloadError(
+                f"downloading the filter answered HTTP {response.status_code}", temporary=False
+            )
+        return response.content
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        if self.kube is not None:
+            await self.kube.aclose()
+
+    # -- triggers ---------------------------------------------------------------------------
+
+    def wake(self, namespace: str, name: str) -> bool:
+        worker = self.workers.get((namespace, name))
+        if worker is None:
+            return False
+        worker.wake()
+        return True
+
+    def spec_changed(self, namespace: str, name: str, generation: int | None) -> None:
+        """A watch event for a resource: wake its worker when the spec (generation) moved."""
+        worker = self.workers.get((namespace, name))
+        if worker is not None and generation is not None and generation != worker.generation:
+            worker.wake()
+
+    # -- the worker loop ----------------------------------------------------------------------
+
+    async def run_worker(
+        self,
+        body: Mapping[str, Any],
+        reader: IndexReader,
+        *,
+        stopped: Callable[[], bool],
+        wait_stopped: Callable[[], Awaitable[Any]],
+    ) -> None:
+        """Reconcile one resource until it is deleted or the operator stops.
+
+        ``body`` is kopf's live view of the resource (updated in place by the watch).
+        """
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        worker = Worker(key=key, status=dict(body.get("status") or {}))
+        self.workers[key] = worker
+        try:
+            while not stopped():
+                worker.wake_event.clear()
+                delay = await self.pass_once(worker, body, reader)
+                await self._sleep(worker, delay, wait_stopped)
+        finally:
+            if self.workers.get(key) is worker:
+                del self.workers[key]
+
+    @staticmethod
+    async def _sleep(
+        worker: Worker, delay: float, wait_stopped: Callable[[], Awaitable[Any]]
+    ) -> None:
+        wake = asyncio.ensure_future(worker.wake_event.wait())
+        stop = asyncio.ensure_future(wait_stopped())
+        try:
+            await asyncio.wait({wake, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (wake, stop):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def pass_once(
+        self, worker: Worker, body: Mapping[str, Any], reader: IndexReader
+    ) -> float:
+        """One reconcile pass; returns how long to sleep before the next one."""
+        namespace, name = worker.key
+        async with worker.lock:
+            meta = body["metadata"]
+            if meta.get("deletionTimestamp"):
+                return 3600.0  # the finalizer's cleanup handler takes over
+            generation = int(meta.get("generation") or 0)
+            raw_spec = dict(body.get("spec") or {})
+            worker.generation = generation
+            ref = ResourceRef(namespace, name, generation)
+            if raw_spec.get("suspend"):
+                await self._mark_suspended(worker, ref, body)
+                return _resync_seconds(raw_spec)
+            worker.suspended_logged = False
+            result = await reconcile(
+                ref,
+                raw_spec,
+                worker.status,
+                reader=reader,
+                upstreams=self.upstreams,
+                memory=self.memory,
+                now=utc_now(),
+            )
+            await self._publish(worker, body, result)
+        if result.outcome == "temporary":
+            delay = worker.backoff
+            worker.backoff = min(worker.backoff * 2, self.settings.max_backoff)
+            return delay
+        worker.backoff = _FIRST_BACKOFF
+        return result.spec.resync_seconds if result.spec else _resync_seconds(raw_spec)
+
+    async def _mark_suspended(
+        self, worker: Worker, ref: ResourceRef, body: Mapping[str, Any]
+    ) -> None:
+        if not worker.suspended_logged:
+            logger.info("%s/%s: suspended; upstream left as it is", *worker.key)
+            worker.suspended_logged = True
+        old = dict(worker.status or {})
+        conditions = [cond.Condition.from_wire(c) for c in old.get("conditions") or []]
+        conditions = cond.set_condition(
+            conditions,
+            cond.Condition(cond.RECONCILING, "False", "Suspended",
+                           "spec.suspend is true: nothing is reconciled",
+                           observed_generation=ref.generation),
+            now=utc_now(),
+        )
+        new = {**old, "observedGeneration": ref.generation,
+               "conditions": [c.to_wire() for c in conditions]}
+        if new != old:
+            await self._write_status(worker, old, new)
+
+    async def _publish(
+        self, worker: Worker, body: Mapping[str, Any], result: ReconcileResult
+    ) -> None:
+        namespace, name = worker.key
+        for action in result.writes:
+            logger.info("%s/%s: %s", namespace, name, action)
+        if result.writes:
+            self.emit(body, "Normal", "Synced", "; ".join(result.writes))
+        for old, new in result.transitions:
+            if new.type in (cond.RECONCILING, cond.STALLED):
+                continue
+            was = f"{old.status}" if old else "-"
+            logger.info(
+                "%s/%s: %s %s->%s (%s) %s", namespace, name, new.type, was, new.status,
+                new.reason, new.message,
+            )
+            if new.type == cond.READY or new.status != "True":
+                kind = "Normal" if new.status == "True" else "Warning"
+                self.emit(body, kind, new.reason, f"{new.type}: {new.message}"[:1000])
+        if result.status_changed:
+            await self._write_status(worker, worker.status or {}, result.status)
+
+    async def _write_status(
+        self, worker: Worker, old: Mapping[str, Any], new: dict[str, Any]
+    ) -> None:
+        if self.kube is None:
+            worker.status = new
+            return
+        patch: dict[str, Any] = dict(new)
+        for stale in set(old) - set(new):
+            patch[stale] = None  # merge-patch deletes keys set to null
+        try:
+            updated = await self.kube.patch_status(*worker.key, patch)
+        except KubeError as exc:
+            logger.warning("%s/%s: could not write status: %s", *worker.key, exc)
+            return
+        worker.status = dict(updated.get("status") or new)
+
+    # -- deletion -----------------------------------------------------------------------------
+
+    async def cleanup(
+        self,
+        body: Mapping[str, Any],
+        reader: IndexReader,
+        *,
+        pipeline_id_shared: bool,
+        connection_shared: bool,
+    ) -> CleanupResult:
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        worker = self.workers.get(key)
+        lock = worker.lock if worker is not None else asyncio.Lock()
+        async with lock:
+            raw_spec = dict(body.get("spec") or {})
+            if raw_spec.get("suspend"):
+                return CleanupResult(True, False, "suspended: upstream left as it is")
+            result = await cleanup(
+                ResourceRef(key[0], key[1], int(meta.get("generation") or 0)),
+                raw_spec,
+                reader=reader,
+                upstreams=self.upstreams,
+                memory=self.memory,
+                pipeline_id_shared=pipeline_id_shared,
+                connection_shared=connection_shared,
+            )
+        for action in result.writes:
+            logger.info("%s/%s: %s", key[0], key[1], action)
+        return result
+
+
+def _resync_seconds(raw_spec: Mapping[str, Any]) -> float:
+    from openwebui_langfuse.models import DEFAULT_RESYNC_SECONDS, SpecError, parse_duration
+
+    try:
+        return max(parse_duration(str(raw_spec.get("resyncInterval") or "5m")), 10.0)
+    except SpecError:
+        return DEFAULT_RESYNC_SECONDS
+
+
+def sharing_keys(namespace: str, name: str, raw_spec: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """Index keys naming the upstream objects a resource owns (for the deletion check)."""
+    try:
+        spec = parse_spec(raw_spec, namespace=namespace, name=name)
+    except ValueError:
+        return []
+    keys: list[tuple[str, ...]] = [("pipeline", spec.pipelines.url, spec.pipeline_id)]
+    if spec.open_webui is not None:
+        keys.append(("connection", spec.open_webui.url, spec.open_webui.connection_url))
+    return keys
