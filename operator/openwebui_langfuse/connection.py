@@ -27,11 +27,18 @@ The async functions at the bottom drive the client: write only when something di
 (a second call writes nothing), re-read right before writing and start over from the fresh read
 if a person changed the config meanwhile, then make Open WebUI re-read the models and confirm
 it detects Pipelines and sees the filter.
+
+**ENABLE_PERSISTENT_CONFIG=false** cannot be read from Open WebUI 0.12.4: in that mode every
+config read (``/openai/config``, ``/api/v1/configs/export``, …) serves the same in-memory
+values the writes went to. What can be seen is the loss at a restart; :func:`judge_persistence`
+explains the three small markers that catch it. Until Open WebUI has restarted once after the
+first sync, the mode is unknown and not reported.
 """
 
 from __future__ import annotations
 
 import copy
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +61,7 @@ __all__ = [
     "plan_registration",
     "plan_removal",
     "plan_usage_capability",
+    "judge_persistence",
     "same_connection_url",
     "find_connection",
     "remove_connection",
@@ -261,6 +269,51 @@ def plan_usage_capability(models_config: dict[str, Any]) -> dict[str, Any] | Non
     return desired
 
 
+# -- is Open WebUI keeping what we write? ---------------------------------------------------
+
+#: Config key Open WebUI keeps across restarts unless ENABLE_PERSISTENT_CONFIG=false (or
+#: RESET_CONFIG_ON_START=true): it lives wherever our connection does.
+PERSISTENCE_PROBE_KEY = "openwebui_langfuse.persistence_probe"
+#: Config key Open WebUI never persists (``oauth.*`` while ENABLE_OAUTH_PERSISTENT_CONFIG is
+#: false, its default since 0.6.27): it vanishes on every restart, which is how one is seen.
+RESTART_PROBE_KEY = "oauth.openwebui_langfuse.restart_probe"
+#: Key in the operator account's ``info`` (a users-table column, persistent in every mode):
+#: the probe's last nonce and verdict.
+PROBE_RECORD_KEY = "openwebui_langfuse_persistence"
+
+
+def judge_persistence(
+    persistence_probe: object, restart_probe: object, record: object
+) -> tuple[str, bool]:
+    """Verdict on whether Open WebUI keeps config written through its API, from three markers.
+
+    Why three: with ENABLE_PERSISTENT_CONFIG=false Open WebUI 0.12.4 serves every config read,
+    ``/api/v1/configs/export`` included, from the same in-memory values its writes go to, so
+    no single read reveals the mode (checked: both modes export the same keys and values). The
+    only observable is the loss itself, at a restart. So the operator arms one nonce in three
+    places and compares them on each sync:
+
+    * the record (persistent always) says what was armed and the last verdict;
+    * the restart probe (never persistent) still holding the nonce means no restart since;
+    * after a restart, the persistence probe still holding the nonce means config survived.
+
+    Returns ``(verdict, rearm)``: verdict ``"persistent"``, ``"lost"`` or ``"unknown"`` (no
+    restart seen yet); ``rearm`` when a new nonce must be written. The verdict is sticky
+    between restarts, so a status does not flap back to healthy while nothing changed.
+    """
+    nonce = record.get("nonce") if isinstance(record, dict) else None
+    last = record.get("verdict") if isinstance(record, dict) else None
+    if not isinstance(nonce, str) or not nonce:
+        return "unknown", True
+    if restart_probe == nonce:  # same Open WebUI process as when armed
+        if persistence_probe != nonce:
+            # Lost without a restart: several replicas, each with its own memory.
+            return "lost", False
+        return (last if last in ("persistent", "lost", "unknown") else "unknown"), False
+    # A restart happened since arming (or another replica answered): did config survive it?
+    return ("persistent" if persistence_probe == nonce else "lost"), True
+
+
 # -- driving Open WebUI -------------------------------------------------------------------------
 
 
@@ -352,7 +405,21 @@ async def sync_connection_with(
         assert plan.idx is not None
         if usage_capability and await _ensure_usage_capability(client):
             wrote = True
-        return await _confirm(client, plan, pipeline_id, outcome)
+        verdict, armed = await _probe_persistence(client)
+        wrote = wrote or armed
+        confirmed = await _confirm(client, plan, pipeline_id, outcome)
+        if confirmed.registered and verdict == "lost":
+            return outcome(
+                True,
+                "PersistentConfigDisabled",
+                f"{confirmed.message}; but Open WebUI lost settings written through its API at "
+                "a restart (ENABLE_PERSISTENT_CONFIG=false or RESET_CONFIG_ON_START=true): the "
+                "connection is re-registered at each resync, and is missing from a restart until "
+                "then. Turn persistent config on, or configure the connection through Open "
+                "WebUI's OPENAI_API_* environment variables",
+                False,
+            )
+        return confirmed
     except _ConfigKeptChanging:
         return outcome(
             False,
@@ -412,6 +479,23 @@ def _error_reason_for(
 ) -> tuple[str, str, str, bool, bool]:
     reason, message, temporary = _error_reason(exc)
     return reason, message, connection_url, wrote, temporary
+
+
+async def _probe_persistence(client: OpenWebUIClient) -> tuple[str, bool]:
+    """Read the three markers, judge, re-arm when needed; returns (verdict, wrote)."""
+    persistence_probe = (await client.get_config_namespace("openwebui_langfuse")).get(
+        PERSISTENCE_PROBE_KEY
+    )
+    restart_probe = (await client.get_config_namespace("oauth.openwebui_langfuse")).get(
+        RESTART_PROBE_KEY
+    )
+    record = (await client.get_user_info()).get(PROBE_RECORD_KEY)
+    verdict, rearm = judge_persistence(persistence_probe, restart_probe, record)
+    if rearm:
+        nonce = secrets.token_hex(8)
+        await client.set_config_values({PERSISTENCE_PROBE_KEY: nonce, RESTART_PROBE_KEY: nonce})
+        await client.merge_user_info({PROBE_RECORD_KEY: {"nonce": nonce, "verdict": verdict}})
+    return verdict, rearm
 
 
 async def _ensure_usage_capability(client: OpenWebUIClient) -> bool:

@@ -19,6 +19,7 @@ from openwebui_langfuse.clients.openwebui import ApiKeyAuth, OpenWebUIClient
 from openwebui_langfuse.connection import (
     MAX_WRITE_ATTEMPTS,
     ConnectionOutcome,
+    judge_persistence,
     remove_connection,
     remove_connection_with,
     sync_connection,
@@ -46,10 +47,25 @@ class FakeOpenWebUI:
             "DEFAULT_MODEL_METADATA": {"capabilities": {"vision": False}},
             "DEFAULT_MODEL_PARAMS": {},
         }
+        self.store: dict[str, Any] = {}  # flat config keys written through /configs/import
+        self.user_info: dict[str, Any] | None = None
+        self.persistent = True
         self.filters: list[str] = [FILTER]
         self.writes: list[str] = []
         self.after_config_read: Callable[[], None] | None = None
         self.fail: int | None = None
+
+    def restart(self) -> None:
+        """What a restart loses: oauth.* always; with persistence off every API write."""
+        self.store = {k: v for k, v in self.store.items() if not k.startswith("oauth.")}
+        if not self.persistent:
+            self.store = {}
+            self.openai = {
+                "ENABLE_OPENAI_API": True,
+                "OPENAI_API_BASE_URLS": [],
+                "OPENAI_API_KEYS": [],
+                "OPENAI_API_CONFIGS": {},
+            }
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -108,6 +124,21 @@ class FakeOpenWebUI:
             self.models_config = json.loads(request.content)
             self.writes.append("models")
             return httpx.Response(200, json=self.models_config)
+        if method == "GET" and path.startswith("/api/v1/configs/namespace/"):
+            prefix = path.rsplit("/", 1)[1] + "."
+            found = {k: v for k, v in self.store.items() if k.startswith(prefix)}
+            return httpx.Response(200, json=found)
+        if (method, path) == ("POST", "/api/v1/configs/import"):
+            self.store.update(json.loads(request.content)["config"])
+            self.writes.append("import")
+            return httpx.Response(200, json=self.store)
+        if (method, path) == ("GET", "/api/v1/users/user/info"):
+            # A fresh account's info is null (json=None would send no body at all).
+            return httpx.Response(200, text=json.dumps(self.user_info))
+        if (method, path) == ("POST", "/api/v1/users/user/info/update"):
+            self.user_info = {**(self.user_info or {}), **json.loads(request.content)}
+            self.writes.append("user_info")
+            return httpx.Response(200, json=self.user_info)
         return httpx.Response(404, json={"detail": "Not Found"})
 
 
@@ -155,17 +186,17 @@ async def test_register_then_nothing_to_do(owui: FakeOpenWebUI) -> None:
     assert owui.models_config["DEFAULT_MODEL_METADATA"] == {
         "capabilities": {"vision": False, "usage": True}
     }
-    assert owui.writes == ["openai", "models"]
+    assert owui.writes == ["openai", "models", "import", "user_info"]  # + persistence probe
 
     second = await sync(owui)
     assert (second.registered, second.reason, second.wrote) == (True, "Registered", False)
-    assert owui.writes == ["openai", "models"]
+    assert owui.writes == ["openai", "models", "import", "user_info"]
     assert PIPELINES_KEY not in first.message + second.message
 
 
 async def test_usage_capability_off_leaves_the_defaults_alone(owui: FakeOpenWebUI) -> None:
     await sync(owui, usage=False)
-    assert owui.writes == ["openai"]
+    assert "models" not in owui.writes
     assert owui.models_config["DEFAULT_MODEL_METADATA"] == {"capabilities": {"vision": False}}
 
 
@@ -303,3 +334,41 @@ async def test_remove_only_ours(owui: FakeOpenWebUI) -> None:
     }
     again = await remove(owui)
     assert (again.reason, again.wrote) == ("NotRegistered", False)
+
+
+@pytest.mark.parametrize(
+    ("persistent", "reason"), [(True, "Registered"), (False, "PersistentConfigDisabled")]
+)
+async def test_persistence_is_judged_at_a_restart(
+    owui: FakeOpenWebUI, persistent: bool, reason: str
+) -> None:
+    owui.persistent = persistent
+    assert (await sync(owui)).reason == "Registered"  # nothing to judge before a restart
+    owui.restart()
+    after = await sync(owui)
+    assert (after.registered, after.reason, after.wrote, after.temporary) == (
+        True,
+        reason,
+        True,  # re-registered (when lost) and probe re-armed
+        False,
+    )
+    steady = await sync(owui)
+    assert (steady.reason, steady.wrote) == (reason, False)  # sticky, and no writes
+
+
+@pytest.mark.parametrize(
+    ("persistence_probe", "restart_probe", "record", "verdict", "rearm"),
+    [
+        (None, None, None, "unknown", True),
+        ("n1", "n1", {"nonce": "n1", "verdict": "unknown"}, "unknown", False),
+        ("n1", "n1", {"nonce": "n1", "verdict": "lost"}, "lost", False),
+        ("n1", None, {"nonce": "n1", "verdict": "unknown"}, "persistent", True),
+        (None, None, {"nonce": "n1", "verdict": "persistent"}, "lost", True),
+        (None, "n1", {"nonce": "n1", "verdict": "persistent"}, "lost", False),
+        ("n1", "n1", {"nonce": "n1", "verdict": "bogus"}, "unknown", False),
+    ],
+)
+def test_judge_persistence(
+    persistence_probe: object, restart_probe: object, record: object, verdict: str, rearm: bool
+) -> None:
+    assert judge_persistence(persistence_probe, restart_probe, record) == (verdict, rearm)

@@ -36,7 +36,10 @@ OPENAI_CONFIG_UPDATE_PATH = "/openai/config/update"
 MODELS_REFRESH_PATH = "/api/models"
 PIPELINES_LIST_PATH = "/api/v1/pipelines/list"
 MODELS_CONFIG_PATH = "/api/v1/configs/models"
-CONFIG_EXPORT_PATH = "/api/v1/configs/export"
+CONFIG_IMPORT_PATH = "/api/v1/configs/import"
+CONFIG_NAMESPACE_PATH = "/api/v1/configs/namespace"
+USER_INFO_PATH = "/api/v1/users/user/info"
+USER_INFO_UPDATE_PATH = "/api/v1/users/user/info/update"
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -236,9 +239,28 @@ class OpenWebUIClient:
         body = await self._admin_json("POST", MODELS_CONFIG_PATH, json=config)
         return _object(body, MODELS_CONFIG_PATH)
 
-    async def export_config(self) -> dict[str, Any]:
-        """``GET /api/v1/configs/export``: the configuration as stored in Open WebUI's database."""
-        return _object(await self._admin_json("GET", CONFIG_EXPORT_PATH), CONFIG_EXPORT_PATH)
+    async def get_config_namespace(self, namespace: str) -> dict[str, Any]:
+        """``GET /api/v1/configs/namespace/{ns}``: stored config keys ``<ns>.*`` as they are
+        served (from memory for keys Open WebUI does not persist)."""
+        path = f"{CONFIG_NAMESPACE_PATH}/{namespace}"
+        return _object(await self._admin_json("GET", path), path)
+
+    async def set_config_values(self, values: dict[str, Any]) -> None:
+        """``POST /api/v1/configs/import``: upsert the given flat config keys, nothing else.
+
+        The answer is the whole configuration, OAuth client secrets included: it is dropped
+        unread.
+        """
+        await self._admin_json("POST", CONFIG_IMPORT_PATH, json={"config": values})
+
+    async def get_user_info(self) -> dict[str, Any]:
+        """``GET /api/v1/users/user/info``: the signed-in account's free-form ``info``."""
+        body = await self._admin_json("GET", USER_INFO_PATH)
+        return body if isinstance(body, dict) else {}
+
+    async def merge_user_info(self, values: dict[str, Any]) -> None:
+        """``POST /api/v1/users/user/info/update``: merges top-level keys into ``info``."""
+        await self._admin_json("POST", USER_INFO_UPDATE_PATH, json=values)
 
     # -- plumbing -----------------------------------------------------------------------------
 
