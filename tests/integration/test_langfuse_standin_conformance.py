@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.peers.langfuse_standin import LangfuseStandIn
@@ -225,3 +226,51 @@ def test_sdk_reads_observations_back_through_v2(
     assert json.loads(generation["input"]) == [{"role": "user", "content": "2+2?"}]
     (read_request,) = [r for r in langfuse.requests if r["path"] == "/api/public/v2/observations"]
     assert read_request["query"]["traceId"] == sent_trace["trace_id"]
+
+
+# --- the SDK's low-level async client (what the operator uses, no global state) --------
+
+
+async def test_low_level_async_client_reads_health_and_projects(
+    langfuse: LangfuseStandIn,
+) -> None:
+    from langfuse.api import AsyncLangfuseAPI
+
+    langfuse.version = "4.61.0"
+    async with httpx.AsyncClient(timeout=5) as http:
+        api = AsyncLangfuseAPI(
+            base_url=langfuse.url,
+            username=langfuse.public_key,
+            password=langfuse.secret_key,
+            httpx_client=http,
+        )
+        health = await api.health.health()
+        projects = await api.projects.get()
+    assert health.version == "4.61.0"
+    assert health.status == "OK"
+    (project,) = projects.data
+    assert project.id == langfuse.project_id
+    assert project.organization.name
+
+
+@pytest.mark.parametrize(
+    ("mode", "error_class"),
+    [("401", "UnauthorizedError"), ("403", "AccessDeniedError")],
+)
+async def test_low_level_async_client_raises_typed_errors(
+    langfuse: LangfuseStandIn, mode: str, error_class: str
+) -> None:
+    from langfuse.api import AsyncLangfuseAPI, core
+
+    langfuse.set_failure(mode)
+    async with httpx.AsyncClient(timeout=5) as http:
+        api = AsyncLangfuseAPI(
+            base_url=langfuse.url,
+            username=langfuse.public_key,
+            password=langfuse.secret_key,
+            httpx_client=http,
+        )
+        with pytest.raises(core.ApiError) as raised:
+            await api.projects.get(request_options={"max_retries": 0})
+    assert type(raised.value).__name__ == error_class
+    assert raised.value.status_code == int(mode)

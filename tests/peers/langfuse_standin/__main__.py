@@ -9,7 +9,7 @@ import sys
 import threading
 
 from .server import LangfuseStandIn
-from .state import DEFAULT_VERSION
+from .state import DEFAULT_VERSION, FAILURE_MODES
 
 
 def _key_pair(text: str) -> tuple[str, str]:
@@ -39,30 +39,49 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="behave like a Langfuse v4 server in events_only write mode",
     )
+    parser.add_argument(
+        "--failure", choices=sorted(FAILURE_MODES), help="start with this failure switch on"
+    )
+    parser.add_argument(
+        "--slow-seconds", type=float, default=None, help="delay of the 'slow' failure mode"
+    )
     args = parser.parse_args(argv)
 
     standin = LangfuseStandIn(port=args.port, version=args.version)
     standin.events_only = args.events_only
+    standin.set_failure(args.failure)
+    if args.slow_seconds is not None:
+        standin.slow_seconds = args.slow_seconds
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with standin:
-        if args.project:
-            for index, (public_key, secret_key) in enumerate(args.project):
-                standin.add_project(public_key, secret_key, name=f"project-{index + 1}")
+    # Keys go in before the port opens: no client ever sees a keyless server.
+    for index, (public_key, secret_key) in enumerate(args.project):
+        standin.add_project(public_key, secret_key, name=f"project-{index + 1}")
+    generated = None if args.project else standin.add_project()
+    try:
+        standin.start()
+    except OSError as error:
+        print(
+            f"Langfuse stand-in: cannot listen on 127.0.0.1:{args.port}: {error}", file=sys.stderr
+        )
+        return 2
+    try:
+        if generated is None:
             print(
                 f"Langfuse stand-in on {standin.url} with {len(args.project)} project(s)",
                 flush=True,
             )
         else:
-            project = standin.add_project()
             # Printed because nobody else knows it: this is a hand-run, throwaway key.
             print(
-                f"Langfuse stand-in on {standin.url}\n  public key: {project.public_key}\n"
-                f"  secret key: {project.secret_key}",
+                f"Langfuse stand-in on {standin.url}\n  public key: {generated.public_key}\n"
+                f"  secret key: {generated.secret_key}",
                 flush=True,
             )
         stop.wait()
+    finally:
+        standin.stop()
     return 0
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 REDACTED = "[REDACTED]"
+# Bounds memory under a benchmark's load; far above what any test sends.
+DEFAULT_MAX_ENTRIES = 10_000
 # Headers that carry credentials whatever their value looks like.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
@@ -74,13 +77,15 @@ class LoggedRequest:
 
 
 class RequestLog:
-    """Append-only, thread-safe; redaction happens on the way in, so nothing secret is
-    ever held here."""
+    """Append-only (the oldest entries go past `max_entries`), thread-safe; redaction
+    happens on the way in, so nothing secret is ever held here."""
 
-    def __init__(self, secrets: Callable[[], list[str]]) -> None:
+    def __init__(
+        self, secrets: Callable[[], list[str]], max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
         self._secrets = secrets
         self._lock = threading.Lock()
-        self._entries: list[LoggedRequest] = []
+        self._entries: deque[LoggedRequest] = deque(maxlen=max_entries)
 
     def record(
         self,

@@ -54,10 +54,16 @@ class LangfuseStandIn:
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> LangfuseStandIn:
+        if self._thread is not None:
+            raise RuntimeError("Langfuse stand-in already started")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._requested_port))
-        sock.listen(128)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._requested_port))
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
         self._port = sock.getsockname()[1]
         ready = threading.Event()
         failure: list[BaseException] = []
