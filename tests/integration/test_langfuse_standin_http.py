@@ -503,6 +503,40 @@ def test_otlp_rejects_bad_auth_and_a_newer_ingestion_version(langfuse: LangfuseS
     assert langfuse.traces() == []
 
 
+def test_otlp_trace_starts_at_its_earliest_span_whatever_the_order(
+    langfuse: LangfuseStandIn,
+) -> None:
+    trace_id = bytes.fromhex(TRACE_ID)
+    child = Span(
+        trace_id=trace_id,
+        span_id=bytes.fromhex(CHILD_SPAN),
+        parent_span_id=bytes.fromhex(ROOT_SPAN),
+        name="child",
+        start_time_unix_nano=T0 + 100_000_000,
+        end_time_unix_nano=T0 + 200_000_000,
+    )
+    root = Span(
+        trace_id=trace_id,
+        span_id=bytes.fromhex(ROOT_SPAN),
+        name="root",
+        start_time_unix_nano=T0,
+        end_time_unix_nano=T0 + 300_000_000,
+        attributes=[kv("langfuse.observation.output", '{"done": true}')],
+    )
+    request = ExportTraceServiceRequest(  # child first, as the v5 SDK exports
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[child, root])])]
+    )
+    assert (
+        post_otlp(langfuse, request.SerializeToString(), "application/x-protobuf").status_code
+        == 200
+    )
+    trace = langfuse.trace(TRACE_ID)
+    assert trace is not None
+    assert trace["timestamp"] == "2023-11-14T22:13:20.000Z"
+    assert trace["name"] == "root"  # a root span names its trace when nothing else does
+    assert trace["output"] == {"done": True}
+
+
 def test_otlp_empty_export_answers_200(langfuse: LangfuseStandIn) -> None:
     assert post_otlp(langfuse, b'{"resourceSpans": []}', "application/json").status_code == 200
 

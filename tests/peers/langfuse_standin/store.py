@@ -17,7 +17,10 @@ from .values import now_iso
 _MERGED_DICT_FIELDS = frozenset({"metadata"})
 _UNION_LIST_FIELDS = frozenset({"tags"})
 # Set once by the first write; later partial updates never move them.
-_FIRST_WRITE_WINS = frozenset({"timestamp", "createdAt", "projectId"})
+_FIRST_WRITE_WINS = frozenset({"createdAt", "projectId"})
+# A trace starts with its earliest observation, whatever order spans arrive in (the v5 SDK
+# exports child spans first). All stored times share one ISO format, so strings compare.
+_EARLIEST_WINS = frozenset({"timestamp"})
 # Every record carries all of its fields (None when never set), so readers can index them.
 TRACE_FIELDS = (
     "id",
@@ -93,6 +96,8 @@ def merge_record(existing: dict[str, Any], update: dict[str, Any]) -> None:
             current.extend(item for item in value if item not in current)
         elif key in _FIRST_WRITE_WINS and current is not None:
             continue
+        elif key in _EARLIEST_WINS and current is not None:
+            existing[key] = min(current, value)
         else:
             existing[key] = copy.deepcopy(value)
 
