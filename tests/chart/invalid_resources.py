@@ -99,7 +99,7 @@ INVALID: list[Invalid] = [
     Invalid("host ftp scheme", _set("langfuse.host", "ftp://cloud.langfuse.com"), HOST_MSG),
     Invalid("host trailing slash", _set("langfuse.host", "https://cloud.langfuse.com/"), HOST_MSG),
     Invalid("host with path", _set("langfuse.host", "https://cloud.langfuse.com/api"), HOST_MSG),
-    Invalid("host with credentials", _set("langfuse.host", "https://u:p@langfuse.example"), HOST_MSG),
+    Invalid("host with credentials", _set("langfuse.host", "https://u:p@lf.example"), HOST_MSG),
     Invalid(
         "publicKey value and secretKeyRef",
         _set("langfuse.publicKey", {"value": "pk", "secretKeyRef": {"name": "s", "key": "k"}}),

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     text = updated_values_schema()
     if args.check:
         if VALUES_SCHEMA.read_text() != text:
-            print(f"{VALUES_SCHEMA} is stale: run python -m tests.chart.schema_sync", file=sys.stderr)
+            print(f"{VALUES_SCHEMA} is stale: run python -m tests.chart.schema_sync",
+                  file=sys.stderr)
             return 1
         return 0
     VALUES_SCHEMA.write_text(text)
