@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="label selector of the release's resources")
     pre.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     pre.set_defaults(func=_pre_delete)
+
+    # smoke-test (issue 7, the chart's `helm test` hook): flags and logic live in smoke.py.
+    from openwebui_langfuse import smoke
+
+    smoke_test = sub.add_parser("smoke-test", help="send a marked chat through Open WebUI and "
+                                                   "confirm its trace reached Langfuse")
+    smoke.add_arguments(smoke_test)
+    smoke_test.set_defaults(func=smoke.run_from_args)
     return parser
 
 
