@@ -1,0 +1,72 @@
+"""Fixtures of the chart tests that need the cluster.
+
+The CRD is cluster-scoped and the session shares one cluster: ``crd`` applies it once from the
+chart's file (server-side, without Helm's ownership metadata); tests that install the chart
+therefore pass ``crd.install=false``, except the CRD-lifecycle test, which removes the CRD,
+lets Helm own it, and restores this state when it ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.chart.helm import CRD_FILE, CRD_NAME, Helm
+from tests.world.manifest import World
+from tests.world.poll import wait_for
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from tests.world.cluster import Cluster
+
+
+@pytest.fixture(scope="session")
+def helm_cluster(world: World, cluster: Cluster) -> Helm:
+    """The real Helm, talking to the session's cluster as admin."""
+    return Helm(world, kubeconfig=cluster.kubeconfig)
+
+
+def apply_crd(cluster: Cluster) -> None:
+    """Apply the chart's CRD file as it is and wait until it is served."""
+    result = cluster.kubectl("apply", "--server-side", "--force-conflicts",
+                             "--field-manager", "chart-tests", "-f", str(CRD_FILE))
+    assert result.returncode == 0, result.stderr
+    result = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}",
+                             "--timeout=30s")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> str:
+    apply_crd(cluster)
+    return CRD_NAME
+
+
+@pytest.fixture
+def make_namespace(kube: ApiClient) -> Iterator[Callable[..., str]]:
+    """Create extra namespaces (e.g. one the operator does not watch); deleted afterwards."""
+    from kubernetes.client import CoreV1Api, V1Namespace, V1ObjectMeta
+    from kubernetes.client.exceptions import ApiException
+
+    core = CoreV1Api(kube)
+    made: list[str] = []
+
+    def make(prefix: str = "extra", labels: dict[str, str] | None = None) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name, labels=labels)))
+        made.append(name)
+        wait_for(lambda: core.read_namespaced_service_account("default", name), 30,
+                 f"ServiceAccount default in namespace {name}")
+        return name
+
+    yield make
+    for name in made:
+        try:
+            core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
