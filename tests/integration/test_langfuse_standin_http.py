@@ -268,6 +268,14 @@ def test_ingestion_rejects_a_request_without_batch_and_bad_auth_with_its_shapes(
     assert unauthorized.json() == {"error": "UnauthorizedError", "message": INVALID_CREDENTIALS}
 
 
+def test_ingestion_refuses_bodies_over_the_server_limit(langfuse: LangfuseStandIn) -> None:
+    huge = {"batch": [envelope("trace-create", {"id": "big", "input": "x" * 5_000_000}, "e")]}
+    with client(langfuse, auth=auth(langfuse)) as http:
+        answer = http.post("/api/public/ingestion", json=huge)
+    assert answer.status_code == 413
+    assert langfuse.traces() == []
+
+
 def test_events_only_rejects_trace_events_per_event_but_keeps_scores(
     langfuse: LangfuseStandIn,
 ) -> None:

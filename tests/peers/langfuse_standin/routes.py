@@ -31,6 +31,8 @@ EVENTS_ONLY_NOT_AVAILABLE = (
     "Learn more about Langfuse v4 at: https://langfuse.com/docs/v4"
 )
 MAX_INGESTION_VERSION = 4
+# The server's body limit on /api/public/ingestion (its Next.js bodyParser sizeLimit).
+MAX_INGESTION_BODY_BYTES = int(4.5 * 1024 * 1024)
 
 
 def _state(request: web.Request) -> StandInState:
@@ -136,6 +138,8 @@ async def ingestion(request: web.Request) -> web.Response:
     authorized = await _authorize(request, ingestion=True)
     if isinstance(authorized, web.Response):
         return authorized
+    if len(await request.read()) > MAX_INGESTION_BODY_BYTES:
+        return json_response(413, {"message": "Body exceeded 4.5mb limit"})
     try:
         document = await read_json(request)
     except BodyError as error:
@@ -201,6 +205,13 @@ async def list_traces(request: web.Request) -> web.Response:
     store = _state(request).store
     project_id = authorized.project_id
     wanted_tags = request.query.getall("tags", [])
+    # One copy of each table per request, grouped by trace (not one per listed trace).
+    observations_by_trace: dict[str, list[dict[str, Any]]] = {}
+    for observation in store.observations(project_id):
+        observations_by_trace.setdefault(observation.get("traceId") or "", []).append(observation)
+    scores_by_trace: dict[str, list[str]] = {}
+    for score in store.scores(project_id):
+        scores_by_trace.setdefault(score.get("traceId") or "", []).append(score["id"])
     rows = []
     for trace in _newest_first(store.traces(project_id), "timestamp"):
         if any(
@@ -215,9 +226,13 @@ async def list_traces(request: web.Request) -> web.Response:
             continue
         if not set(wanted_tags) <= set(trace.get("tags") or []):
             continue
-        observations = store.observations(project_id, trace["id"])
-        score_ids = [s["id"] for s in store.scores(project_id) if s.get("traceId") == trace["id"]]
-        rows.append(views.trace_with_details(trace, observations, score_ids))
+        rows.append(
+            views.trace_with_details(
+                trace,
+                observations_by_trace.get(trace["id"], []),
+                scores_by_trace.get(trace["id"], []),
+            )
+        )
     return json_response(200, views.page(rows, page_number, limit))
 
 
