@@ -1,0 +1,456 @@
+"""Connection registration against the real Open WebUI 0.12.4 and the real Pipelines server.
+
+Open WebUI is one server for the session (fixture ``open_webui``); ``owui_config`` snapshots its
+OpenAI connections and model defaults before each test and puts them back afterwards, so tests
+never see each other's connections. Each test gets its own Pipelines server with the recording
+filter installed. Tests that need restarts start an Open WebUI of their own.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from openwebui_langfuse.clients.openwebui import (
+    ApiKeyAuth,
+    CredentialsAuth,
+    OpenWebUIClient,
+)
+from openwebui_langfuse.connection import (
+    ConnectionOutcome,
+    remove_connection,
+    sync_connection,
+    sync_connection_with,
+)
+
+from tests.world.proc import free_port
+from tests.world.sample_pipelines import RECORDING_FILTER_ID
+
+if TYPE_CHECKING:
+    from tests.world.manifest import World
+    from tests.world.open_webui import OpenWebUI
+    from tests.world.pipelines import PipelinesServer
+
+pytestmark = pytest.mark.world
+
+# Connections a person already had: closed loopback ports (refused at once, never off-host).
+PERSON_URLS = ["http://127.0.0.1:9/v1", "http://127.0.0.1:7/v1"]
+PERSON_KEYS = ["person-key-0", "person-key-1"]
+PERSON_CONFIGS = {
+    "0": {
+        "enable": True,
+        "prefix_id": "a",
+        "tags": [{"name": "team-a"}],
+        "connection_type": "local",
+    },
+    "1": {"enable": False, "model_ids": ["m1", "m2"], "headers": {"X-Team": "b"}},
+}
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def admin_api_key(open_webui: OpenWebUI) -> str:
+    """The admin's sk- key, minted once (minting again would rotate it)."""
+    return open_webui.mint_api_key()
+
+
+@pytest.fixture
+def owui_config(open_webui: OpenWebUI) -> Iterator[OpenWebUI]:
+    """Open WebUI with two connections of "a person"; its config restored after the test."""
+    with open_webui.client() as http:
+        saved_openai = http.get("/openai/config").raise_for_status().json()
+        saved_models = http.get("/api/v1/configs/models").raise_for_status().json()
+    open_webui.set_connections(list(PERSON_URLS), list(PERSON_KEYS), copy.deepcopy(PERSON_CONFIGS))
+    try:
+        yield open_webui
+    finally:
+        with open_webui.client() as http:
+            http.post("/openai/config/update", json=saved_openai).raise_for_status()
+            http.post("/api/v1/configs/models", json=saved_models).raise_for_status()
+
+
+@pytest.fixture
+def filter_pipelines(pipelines: PipelinesServer) -> PipelinesServer:
+    """A real Pipelines server holding the recording filter."""
+    pipelines.upload(RECORDING_FILTER_ID).raise_for_status()
+    return pipelines
+
+
+def openai_config(owui: OpenWebUI) -> dict[str, Any]:
+    with owui.client() as http:
+        result: dict[str, Any] = http.get("/openai/config").raise_for_status().json()
+        return result
+
+
+async def sync(
+    owui: OpenWebUI,
+    pipelines: PipelinesServer,
+    auth: ApiKeyAuth | CredentialsAuth,
+    *,
+    pipeline_id: str = RECORDING_FILTER_ID,
+    connection_url: str | None = None,
+    pipelines_key: str | None = None,
+) -> ConnectionOutcome:
+    return await sync_connection(
+        openwebui_url=owui.url,
+        auth=auth,
+        connection_url=connection_url or pipelines.url,
+        pipelines_key=pipelines_key or pipelines.api_key,
+        usage_capability=True,
+        pipeline_id=pipeline_id,
+        timeout=30.0,
+    )
+
+
+def assert_person_connections_untouched(config: dict[str, Any]) -> None:
+    assert config["OPENAI_API_BASE_URLS"][:2] == PERSON_URLS
+    assert config["OPENAI_API_KEYS"][:2] == PERSON_KEYS
+    assert {k: config["OPENAI_API_CONFIGS"][k] for k in ("0", "1")} == PERSON_CONFIGS
+
+
+def assert_no_secret(outcome: ConnectionOutcome, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in outcome.message
+
+
+# -- registration -------------------------------------------------------------------------------
+
+
+async def test_register_with_an_api_key_then_nothing_to_do(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
+) -> None:
+    owui, pipelines = owui_config, filter_pipelines
+    first = await sync(owui, pipelines, ApiKeyAuth(admin_api_key))
+    assert (first.registered, first.reason, first.wrote, first.temporary) == (
+        True,
+        "Registered",
+        True,
+        False,
+    ), first.message
+    assert_no_secret(first, admin_api_key, pipelines.api_key)
+
+    stored = openai_config(owui)
+    assert stored["ENABLE_OPENAI_API"] is True
+    assert stored["OPENAI_API_BASE_URLS"] == [*PERSON_URLS, pipelines.url]
+    assert stored["OPENAI_API_KEYS"] == [*PERSON_KEYS, pipelines.api_key]
+    assert stored["OPENAI_API_CONFIGS"] == {**PERSON_CONFIGS, "2": {"enable": True}}
+    with owui.client() as http:
+        detected = http.get("/api/v1/pipelines/list").raise_for_status().json()["data"]
+        defaults = http.get("/api/v1/configs/models").raise_for_status().json()
+    assert {"url": pipelines.url, "idx": 2} in detected
+    assert defaults["DEFAULT_MODEL_METADATA"]["capabilities"]["usage"] is True
+
+    second = await sync(owui, pipelines, ApiKeyAuth(admin_api_key))
+    assert (second.registered, second.reason, second.wrote) == (True, "Registered", False)
+    assert openai_config(owui) == stored
+
+
+async def test_register_with_email_and_password(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer
+) -> None:
+    owui = owui_config
+    outcome = await sync(
+        owui, filter_pipelines, CredentialsAuth(owui.admin_email, owui.admin_password)
+    )
+    assert (outcome.registered, outcome.reason) == (True, "Registered"), outcome.message
+    assert_no_secret(outcome, owui.admin_password, filter_pipelines.api_key)
+    assert_person_connections_untouched(openai_config(owui))
+
+
+async def test_usage_capability_merges_with_existing_defaults(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
+) -> None:
+    owui = owui_config
+    with owui.client() as http:
+        models = http.get("/api/v1/configs/models").raise_for_status().json()
+        models["DEFAULT_MODEL_METADATA"] = {
+            "capabilities": {"vision": False, "web_search": False},
+            "description": "set by a person",
+        }
+        models["DEFAULT_MODEL_PARAMS"] = {"temperature": 0.3}
+        http.post("/api/v1/configs/models", json=models).raise_for_status()
+
+    assert (await sync(owui, filter_pipelines, ApiKeyAuth(admin_api_key))).registered
+
+    with owui.client() as http:
+        after = http.get("/api/v1/configs/models").raise_for_status().json()
+    assert after["DEFAULT_MODEL_METADATA"] == {
+        "capabilities": {"vision": False, "web_search": False, "usage": True},
+        "description": "set by a person",
+    }
+    assert after["DEFAULT_MODEL_PARAMS"] == {"temperature": 0.3}
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+async def test_wrong_admin_credentials(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer
+) -> None:
+    owui = owui_config
+    before = openai_config(owui)
+    wrong: list[ApiKeyAuth | CredentialsAuth] = [
+        CredentialsAuth(owui.admin_email, "not-the-password"),
+        CredentialsAuth("nobody@owl.test", owui.admin_password),
+        ApiKeyAuth("sk-00000000000000000000000000000000"),
+    ]
+    for auth in wrong:
+        outcome = await sync(owui, filter_pipelines, auth)
+        assert (outcome.registered, outcome.reason, outcome.temporary, outcome.wrote) == (
+            False,
+            "OpenWebUIUnauthorized",
+            False,
+            False,
+        ), outcome.message
+        assert_no_secret(outcome, owui.admin_password, filter_pipelines.api_key)
+    assert openai_config(owui) == before
+
+
+async def test_a_user_who_is_not_an_admin_is_refused(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer
+) -> None:
+    owui = owui_config
+    email, password = f"user-{free_port()}@owl.test", "user-password-123"
+    with owui.client() as http:
+        http.post(
+            "/api/v1/auths/add",
+            json={"name": "Plain User", "email": email, "password": password, "role": "user"},
+        ).raise_for_status()
+    outcome = await sync(owui, filter_pipelines, CredentialsAuth(email, password))
+    assert (outcome.reason, outcome.temporary) == ("OpenWebUIUnauthorized", False)
+    assert "not an admin" in outcome.message
+
+
+async def test_open_webui_down(filter_pipelines: PipelinesServer) -> None:
+    outcome = await sync_connection(
+        openwebui_url=f"http://127.0.0.1:{free_port()}",
+        auth=ApiKeyAuth("sk-whatever"),
+        connection_url=filter_pipelines.url,
+        pipelines_key=filter_pipelines.api_key,
+        usage_capability=True,
+        pipeline_id=RECORDING_FILTER_ID,
+        timeout=5.0,
+    )
+    assert (outcome.registered, outcome.reason, outcome.temporary, outcome.wrote) == (
+        False,
+        "OpenWebUIUnreachable",
+        True,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(
+            lambda cfg: cfg["OPENAI_API_CONFIGS"]["2"].update(enable=False), id="disabled"
+        ),
+        pytest.param(
+            lambda cfg: cfg["OPENAI_API_CONFIGS"]["2"].update(model_ids=["echo"]), id="model_ids"
+        ),
+        pytest.param(
+            lambda cfg: cfg["OPENAI_API_CONFIGS"]["2"].update(prefix_id="pl"), id="prefix_id"
+        ),
+        pytest.param(lambda cfg: cfg["OPENAI_API_KEYS"].__setitem__(2, ""), id="key-emptied"),
+        pytest.param(
+            lambda cfg: [cfg[k].pop() for k in ("OPENAI_API_BASE_URLS", "OPENAI_API_KEYS")],
+            id="deleted",
+        ),
+    ],
+)
+async def test_a_connection_changed_by_hand_is_repaired(
+    owui_config: OpenWebUI,
+    filter_pipelines: PipelinesServer,
+    admin_api_key: str,
+    edit: Callable[[dict[str, Any]], object],
+) -> None:
+    owui, pipelines = owui_config, filter_pipelines
+    assert (await sync(owui, pipelines, ApiKeyAuth(admin_api_key))).registered
+    good = openai_config(owui)
+
+    broken = copy.deepcopy(good)
+    edit(broken)
+    with owui.client() as http:
+        http.post("/openai/config/update", json=broken).raise_for_status()
+    assert openai_config(owui) != good
+
+    repaired = await sync(owui, pipelines, ApiKeyAuth(admin_api_key))
+    assert (repaired.registered, repaired.reason, repaired.wrote) == (True, "Registered", True)
+    assert openai_config(owui) == good
+
+
+async def test_pipelines_not_detected_with_a_wrong_key(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
+) -> None:
+    outcome = await sync(
+        owui_config, filter_pipelines, ApiKeyAuth(admin_api_key), pipelines_key="not-the-key"
+    )
+    assert (outcome.registered, outcome.reason, outcome.temporary) == (
+        False,
+        "PipelinesNotDetected",
+        True,
+    )
+
+
+async def test_filter_not_visible(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
+) -> None:
+    outcome = await sync(
+        owui_config, filter_pipelines, ApiKeyAuth(admin_api_key), pipeline_id="not_installed"
+    )
+    assert (outcome.registered, outcome.reason, outcome.temporary) == (
+        False,
+        "FilterNotVisible",
+        True,
+    )
+    assert "not_installed" in outcome.message
+
+
+class PersonWritesAfterFirstRead(httpx.AsyncBaseTransport):
+    """Real HTTP, plus a person's edit right after the operator's first config read."""
+
+    def __init__(self, person_edit: Callable[[], None]) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._person_edit: Callable[[], None] | None = person_edit
+        self.config_reads = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "GET" and request.url.path == "/openai/config":
+            self.config_reads += 1
+            await response.aread()  # the operator's read is complete before the person writes
+            if self._person_edit is not None:
+                edit, self._person_edit = self._person_edit, None
+                edit()
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_connection_added_between_read_and_write_is_kept(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
+) -> None:
+    owui, pipelines = owui_config, filter_pipelines
+    added = {"enable": True, "tags": [{"name": "added-meanwhile"}]}
+
+    def person_adds_a_connection() -> None:
+        owui.set_connections(
+            [*PERSON_URLS, "http://127.0.0.1:5/v1"],
+            [*PERSON_KEYS, "added-key"],
+            {**copy.deepcopy(PERSON_CONFIGS), "2": added},
+        )
+
+    transport = PersonWritesAfterFirstRead(person_adds_a_connection)
+    async with OpenWebUIClient(
+        owui.url, ApiKeyAuth(admin_api_key), timeout=30.0, transport=transport
+    ) as client:
+        outcome = await sync_connection_with(
+            client,
+            connection_url=pipelines.url,
+            pipelines_key=pipelines.api_key,
+            usage_capability=False,
+            pipeline_id=RECORDING_FILTER_ID,
+        )
+    assert (outcome.registered, outcome.reason, outcome.wrote) == (True, "Registered", True)
+    assert transport.config_reads >= 3  # first read, re-read that saw the edit, clean re-read
+    stored = openai_config(owui)
+    assert stored["OPENAI_API_BASE_URLS"] == [*PERSON_URLS, "http://127.0.0.1:5/v1", pipelines.url]
+    assert stored["OPENAI_API_KEYS"] == [*PERSON_KEYS, "added-key", pipelines.api_key]
+    assert stored["OPENAI_API_CONFIGS"] == {**PERSON_CONFIGS, "2": added, "3": {"enable": True}}
+
+
+# -- removal ------------------------------------------------------------------------------------
+
+
+async def test_remove_connection_removes_only_that_entry(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
+) -> None:
+    owui, pipelines = owui_config, filter_pipelines
+    assert (await sync(owui, pipelines, ApiKeyAuth(admin_api_key))).registered
+    # A person adds one more connection after ours: its config must move from "3" to "2".
+    registered = openai_config(owui)
+    later = {"enable": False, "tags": [{"name": "later"}]}
+    owui.set_connections(
+        [*registered["OPENAI_API_BASE_URLS"], "http://127.0.0.1:5/v1"],
+        [*registered["OPENAI_API_KEYS"], "later-key"],
+        {**registered["OPENAI_API_CONFIGS"], "3": later},
+    )
+
+    removed = await remove_connection(
+        openwebui_url=owui.url,
+        auth=ApiKeyAuth(admin_api_key),
+        connection_url=f"{pipelines.url}/",
+        timeout=30.0,
+    )
+    assert (removed.registered, removed.reason, removed.wrote, removed.temporary) == (
+        False,
+        "Removed",
+        True,
+        False,
+    )
+    assert openai_config(owui) == {
+        "ENABLE_OPENAI_API": True,
+        "OPENAI_API_BASE_URLS": [*PERSON_URLS, "http://127.0.0.1:5/v1"],
+        "OPENAI_API_KEYS": [*PERSON_KEYS, "later-key"],
+        "OPENAI_API_CONFIGS": {**PERSON_CONFIGS, "2": later},
+    }
+    with owui.client() as http:
+        assert http.get("/api/v1/pipelines/list").raise_for_status().json()["data"] == []
+
+    again = await remove_connection(
+        openwebui_url=owui.url, auth=ApiKeyAuth(admin_api_key), connection_url=pipelines.url
+    )
+    assert (again.reason, again.wrote) == ("NotRegistered", False)
+
+
+# -- ENABLE_PERSISTENT_CONFIG -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def restartable_open_webui(
+    world: World, request: pytest.FixtureRequest
+) -> AsyncIterator[OpenWebUI]:
+    """An Open WebUI of this test's own, persistent config as parametrized."""
+    from tests.world.open_webui import OpenWebUI
+
+    server = OpenWebUI(world, persistent_config=request.param).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("restartable_open_webui", "reason_after_restart"),
+    [(False, "PersistentConfigDisabled"), (True, "Registered")],
+    indirect=["restartable_open_webui"],
+    ids=["persistent-config-off", "persistent-config-on"],
+)
+async def test_persistent_config_off_is_detected_at_a_restart(
+    restartable_open_webui: OpenWebUI, filter_pipelines: PipelinesServer, reason_after_restart: str
+) -> None:
+    owui, pipelines = restartable_open_webui, filter_pipelines
+    auth = CredentialsAuth(owui.admin_email, owui.admin_password)
+    before = await sync(owui, pipelines, auth)
+    assert (before.registered, before.reason) == (True, "Registered"), before.message
+
+    owui.restart()
+    after = await sync(owui, pipelines, auth)
+    assert (after.registered, after.reason, after.temporary) == (
+        True,
+        reason_after_restart,
+        False,
+    ), after.message
+    # Either way the connection works again after this sync.
+    assert pipelines.url in openai_config(owui)["OPENAI_API_BASE_URLS"]
+
+    steady = await sync(owui, pipelines, auth)
+    assert (steady.reason, steady.wrote) == (reason_after_restart, False)
+    if reason_after_restart == "PersistentConfigDisabled":
+        assert "ENABLE_PERSISTENT_CONFIG" in after.message
