@@ -53,7 +53,9 @@ def run_probe(
         timeout=90,
         check=False,
     )
-    assert secret_key not in completed.stdout + completed.stderr
+    # Computed outside the assert so a failure never prints the secret.
+    leaked = secret_key in completed.stdout + completed.stderr
+    assert not leaked, "the SDK probe printed the secret key"
     assert completed.returncode == 0, completed.stderr[-3000:]
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     return result
@@ -193,7 +195,8 @@ def test_sdk_export_is_gzip_protobuf_with_ingestion_version_4(
     assert headers["content-encoding"] == "gzip"
     assert headers["x-langfuse-ingestion-version"] == "4"
     assert exports[0]["publicKey"] == langfuse.public_key
-    assert langfuse.secret_key not in json.dumps(langfuse.requests)
+    leaked = langfuse.secret_key in json.dumps(langfuse.requests)
+    assert not leaked, "the secret key is in the request log"
 
 
 def test_sdk_score_arrives_as_an_array_and_is_stored(

@@ -637,13 +637,16 @@ def test_request_log_never_holds_a_secret(langfuse: LangfuseStandIn) -> None:
         http.get("/api/public/projects", auth=(langfuse.secret_key, langfuse.public_key))
     entries = langfuse.requests
     assert len(entries) == 2
-    assert langfuse.secret_key not in json.dumps(entries)
+    # Computed outside the asserts so a failure never prints the secret.
+    leaked = langfuse.secret_key in json.dumps(entries)
+    assert not leaked, "the secret key is in the request log"
     assert entries[0]["headers"]["authorization"] == "Basic [REDACTED]"
     assert entries[0]["publicKey"] == langfuse.public_key
     assert entries[0]["body"]["batch"][0]["body"]["input"] == "[REDACTED]"
     # The data itself is kept as sent: tests can prove a secret never reached a trace.
     trace = langfuse.trace("t")
-    assert trace is not None and trace["input"] == langfuse.secret_key
+    kept_as_sent = trace is not None and trace["input"] == langfuse.secret_key
+    assert kept_as_sent, "stored trace input differs from what was sent"
 
 
 def test_two_stand_ins_share_nothing(langfuse: LangfuseStandIn) -> None:
@@ -687,7 +690,8 @@ def test_http_control_surface_switches_and_reads(langfuse: LangfuseStandIn) -> N
     assert [t["id"] for t in traces] == ["trace-1"]
     assert len(observations.json()["data"]) == 2
     assert [r["path"] for r in requests] == ["/api/public/traces", "/api/public/ingestion"]
-    assert "sk-lf-ctl-secret" not in json.dumps(state) + json.dumps(requests)
+    leaked = "sk-lf-ctl-secret" in json.dumps(state) + json.dumps(requests)
+    assert not leaked, "a control answer holds the secret key"
     assert {p["publicKey"] for p in state["projects"]} == {langfuse.public_key, "pk-lf-ctl"}
     assert after_reset == []
 
@@ -729,4 +733,5 @@ def test_runs_by_hand_as_a_module(tmp_path: Path) -> None:
         process.terminate()
         assert process.wait(timeout=10) == 0
     assert f"http://127.0.0.1:{port}" in log.read_text()
-    assert "sk-lf-hand" not in log.read_text()
+    leaked = "sk-lf-hand" in log.read_text()
+    assert not leaked, "the stand-in printed a secret key it was given"
