@@ -94,6 +94,13 @@ def _usage(attributes: dict[str, Any]) -> dict[str, int] | None:
     return normalise_usage_details(fallback)
 
 
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _str_or_none(value: Any) -> str | None:
     if value is None:
         return None
@@ -138,7 +145,7 @@ def observation_fields(span: DecodedSpan) -> dict[str, Any]:
         "version": merged.get("langfuse.version"),
         "environment": merged.get("langfuse.environment") or "default",
         "promptName": attributes.get(OBSERVATION + "prompt.name"),
-        "promptVersion": int(prompt_version) if prompt_version is not None else None,
+        "promptVersion": _int_or_none(prompt_version),
         "userId": _first(attributes, _USER_ID),
         "sessionId": _first(attributes, _SESSION_ID),
     }
