@@ -1,0 +1,294 @@
+"""The chart installed with the real Helm v4 on the local cluster (kwok nodes: pods are
+scheduled and become Ready, Job pods complete, no container ever runs)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from tests.chart.conftest import apply_crd
+from tests.chart.helm import CHART, CRD_FILE, CRD_NAME, Helm, by_kind, documents, pod_specs
+from tests.world.poll import wait_for
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from tests.world.cluster import Cluster
+
+NO_CRD = ["--set", "crd.install=false"]  # the session's CRD is applied by the `crd` fixture
+TRACING = CHART / "ci" / "tracing-values.yaml"
+TRACING_OPEN_WEBUI = CHART / "ci" / "tracing-open-webui-values.yaml"
+WAIT = ["--wait", "--timeout", "90s"]
+GROUP, VERSION, PLURAL = "openwebui-langfuse.io", "v1alpha1", "langfusetracings"
+
+
+def _deployments_available(kube: ApiClient, namespace: str) -> dict[str, bool]:
+    from kubernetes.client import AppsV1Api
+
+    result = {}
+    for deployment in AppsV1Api(kube).list_namespaced_deployment(namespace).items:
+        conditions = {c.type: c.status for c in deployment.status.conditions or []}
+        result[deployment.metadata.name] = conditions.get("Available") == "True"
+    return result
+
+
+def _secret(kube: ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
+    from kubernetes.client import CoreV1Api, V1ObjectMeta, V1Secret
+
+    CoreV1Api(kube).create_namespaced_secret(namespace, V1Secret(
+        metadata=V1ObjectMeta(name=name), string_data=data))
+
+
+def _tracing(kube: ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    from kubernetes.client import CustomObjectsApi
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        found: dict[str, Any] = CustomObjectsApi(kube).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found
+
+
+def test_install_wait_makes_every_deployment_available(helm_cluster: Helm, kube: ApiClient,
+                                                       crd: str, namespace: str) -> None:
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
+    assert _deployments_available(kube, namespace) == {
+        "owl-openwebui-langfuse-operator": True, "owl-openwebui-langfuse-pipelines": True}
+
+    from kubernetes.client import CoreV1Api
+
+    core = CoreV1Api(kube)
+    secret_name = "owl-openwebui-langfuse-pipelines-api-key"
+    generated = core.read_namespaced_secret(secret_name, namespace).data["api-key"]
+    assert len(base64.b64decode(generated)) == 48
+    # The generated key is kept across upgrades (lookup), not regenerated.
+    helm_cluster.ok("upgrade", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
+    assert core.read_namespaced_secret(secret_name, namespace).data["api-key"] == generated
+    assert helm_cluster.ok("status", "owl", "-n", namespace).count("STATUS: deployed") == 1
+
+
+def _changed_chart(tmp_path: Path) -> Path:
+    """A copy of the chart whose CRD has one more field (spec.team) and a new chart version."""
+    copy = tmp_path / "openwebui-langfuse"
+    shutil.copytree(CHART, copy)
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["team"] = {"type": "string", "description": "Added by the upgrade test."}
+    (copy / "files" / CRD_FILE.name).write_text(yaml.safe_dump(crd))
+    chart = yaml.safe_load((copy / "Chart.yaml").read_text())
+    chart["version"] = "0.1.1"
+    (copy / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    return copy
+
+
+def _hook_kinds(helm: Helm, namespace: str) -> list[str]:
+    return [d["kind"] for d in documents(helm.ok("get", "hooks", "owl", "-n", namespace))]
+
+
+def _delete_crd(cluster: Cluster) -> None:
+    cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true",
+                    timeout=60)
+    wait_for(lambda: cluster.kubectl("get", "crd", CRD_NAME).returncode != 0, 60,
+             f"CRD {CRD_NAME} to be gone")
+
+
+def test_crd_lifecycle_install_upgrade_uninstall(helm_cluster: Helm, cluster: Cluster,
+                                                 kube: ApiClient, namespace: str,
+                                                 tmp_path: Path) -> None:
+    from kubernetes.client import ApiextensionsV1Api, CoreV1Api, CustomObjectsApi
+
+    extensions = ApiextensionsV1Api(kube)
+    _delete_crd(cluster)  # a cluster that never saw the chart
+    try:
+        # 1. One install creates the CRD and the resource (as a hook the first time).
+        out = helm_cluster.ok("install", "owl", CHART, "-n", namespace, "-f", TRACING, *WAIT)
+        assert "STATUS: deployed" in out
+        crd = extensions.read_custom_resource_definition(CRD_NAME)
+        assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
+        first = _tracing(kube, namespace, "owl-openwebui-langfuse")
+        assert first is not None
+        assert first["spec"]["langfuse"]["publicKey"] == {"value": "pk-lf-00000000"}
+        assert _hook_kinds(helm_cluster, namespace).count("LangfuseTracing") == 1
+
+        # 2. An upgrade to a chart with a changed schema updates the CRD, and adopts the
+        #    resource as a normal release resource (same object).
+        changed = _changed_chart(tmp_path)
+        helm_cluster.ok("upgrade", "owl", changed, "-n", namespace, "-f", TRACING, *WAIT)
+        crd = extensions.read_custom_resource_definition(CRD_NAME)
+        properties = crd.spec.versions[0].schema.open_apiv3_schema.properties["spec"].properties
+        assert "team" in properties
+        adopted = _tracing(kube, namespace, "owl-openwebui-langfuse")
+        assert adopted is not None
+        assert adopted["metadata"]["uid"] == first["metadata"]["uid"]
+        assert not any(k.startswith("helm.sh/hook") for k in adopted["metadata"]["annotations"])
+        manifest = helm_cluster.ok("get", "manifest", "owl", "-n", namespace)
+        assert any(d.get("kind") == "LangfuseTracing" for d in documents(manifest))
+        assert "LangfuseTracing" not in _hook_kinds(helm_cluster, namespace)
+        # The new field is served at once.
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LangfuseTracing",
+                "metadata": {"name": "with-team"}, "spec": {**adopted["spec"], "team": "a"}}
+        created = wait_for(lambda: CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"), 30,
+            "the upgraded schema to accept spec.team")
+        assert created["spec"]["team"] == "a"
+        CustomObjectsApi(kube).delete_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                               PLURAL, "with-team")
+
+        # 3. Uninstall runs the pre-delete hook, removes the release, keeps the CRD.
+        out = helm_cluster.ok("uninstall", "owl", "-n", namespace, "--wait", "--timeout", "90s")
+        assert "These resources were kept due to the resource policy" in out
+        assert extensions.read_custom_resource_definition(CRD_NAME).metadata.name == CRD_NAME
+        assert _tracing(kube, namespace, "owl-openwebui-langfuse") is None
+        events = CoreV1Api(kube).list_namespaced_event(namespace).items
+        assert any(e.involved_object.kind == "Job"
+                   and e.involved_object.name == "owl-openwebui-langfuse-pre-delete"
+                   for e in events), "the pre-delete hook Job never ran"
+        assert _deployments_available(kube, namespace) == {}
+    finally:
+        # Give the rest of the session its CRD back, owned by nobody.
+        _delete_crd(cluster)
+        apply_crd(cluster)
+
+
+def test_rollback_to_the_first_revision_keeps_the_resource(helm_cluster: Helm,
+                                                           kube: ApiClient, crd: str,
+                                                           namespace: str) -> None:
+    # The first revision rendered the resource as a hook; its post-rollback event recreates it.
+    hooked = ["-f", TRACING, *NO_CRD, *WAIT]
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *hooked)
+    helm_cluster.ok("upgrade", "owl", CHART, "-n", namespace, *hooked)
+    helm_cluster.ok("rollback", "owl", "1", "-n", namespace, *WAIT)
+    assert _tracing(kube, namespace, "owl-openwebui-langfuse") is not None
+
+
+def test_every_pod_is_admitted_by_restricted_pod_security(helm_cluster: Helm,
+                                                          kube: ApiClient, crd: str,
+                                                          namespace: str) -> None:
+    from kubernetes.client import CoreV1Api
+
+    core = CoreV1Api(kube)
+    core.patch_namespace(namespace, {"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest"}}})
+    _secret(kube, namespace, "pipelines-api-key", {"api-key": "a-random-test-key"})
+    values = ["-f", TRACING_OPEN_WEBUI, *NO_CRD]
+    # Deployments only become Available if the ReplicaSets' pods were admitted.
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *values, *WAIT)
+    assert all(_deployments_available(kube, namespace).values())
+    # The hook Jobs' pods too: dry-run create each rendered pod template as a Pod.
+    rendered = helm_cluster.ok("template", "owl", CHART, "-n", namespace, *values)
+    templates = dict(pod_specs(documents(rendered)))
+    assert sorted(templates) == [
+        "Deployment/owl-openwebui-langfuse-operator",
+        "Deployment/owl-openwebui-langfuse-pipelines",
+        "Job/owl-openwebui-langfuse-pre-delete",
+        "Job/owl-openwebui-langfuse-smoke-test",
+    ]
+    for name, template in templates.items():
+        # The pre-delete hook's ServiceAccount exists only while the hook runs; PodSecurity
+        # does not look at the account.
+        spec = {**template["spec"], "serviceAccountName": "default"}
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"generateName": "admission-", "labels": template["metadata"]["labels"]},
+               "spec": spec}
+        created = core.create_namespaced_pod(namespace, pod, dry_run="All")
+        assert created.metadata.name.startswith("admission-"), name
+    # And the same check catches a pod that is not restricted.
+    from kubernetes.client.exceptions import ApiException
+
+    root = dict(templates["Deployment/owl-openwebui-langfuse-pipelines"]["spec"])
+    root["securityContext"] = {"runAsUser": 0}
+    with pytest.raises(ApiException) as rejected:
+        core.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod",
+                                               "metadata": {"generateName": "root-"},
+                                               "spec": root}, dry_run="All")
+    assert 'violates PodSecurity "restricted:latest"' in json.loads(rejected.value.body)["message"]
+
+
+def _release_absent(helm: Helm, kube: ApiClient, namespace: str) -> None:
+    assert helm.ok("list", "-n", namespace, "-q").strip() == ""
+    assert _deployments_available(kube, namespace) == {}
+
+
+def test_existing_secret_must_exist(helm_cluster: Helm, kube: ApiClient, crd: str,
+                                    namespace: str) -> None:
+    args = ["install", "owl", CHART, "-n", namespace, *NO_CRD,
+            "--set", "pipelines.apiKey.existingSecret=pipelines-key", *WAIT]
+    result = helm_cluster.run(*args)
+    assert result.returncode != 0
+    assert ('pipelines.apiKey.existingSecret: Secret "pipelines-key" not found in namespace '
+            f'"{namespace}"') in result.stderr
+    _release_absent(helm_cluster, kube, namespace)
+
+    _secret(kube, namespace, "pipelines-key", {"other": "x"})
+    result = helm_cluster.run(*args)
+    assert 'Secret "pipelines-key" has no key "api-key"' in result.stderr
+    _release_absent(helm_cluster, kube, namespace)
+
+
+def test_existing_secret_with_the_default_key_is_refused(helm_cluster: Helm, kube: ApiClient,
+                                                         crd: str, namespace: str) -> None:
+    _secret(kube, namespace, "pipelines-key", {"api-key": "0p3n-w3bu!"})
+    args = ["install", "owl", CHART, "-n", namespace, *NO_CRD,
+            "--set", "pipelines.apiKey.existingSecret=pipelines-key", *WAIT]
+    result = helm_cluster.run(*args)
+    assert result.returncode != 0
+    assert "holds the well-known upstream default key 0p3n-w3bu!" in result.stderr
+    _release_absent(helm_cluster, kube, namespace)
+
+
+def test_existing_secret_is_used(helm_cluster: Helm, kube: ApiClient, crd: str,
+                                 namespace: str) -> None:
+    _secret(kube, namespace, "pipelines-key", {"api-key": "a-random-test-key"})
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *NO_CRD,
+                    "--set", "pipelines.apiKey.existingSecret=pipelines-key", *WAIT)
+    manifest = documents(helm_cluster.ok("get", "manifest", "owl", "-n", namespace))
+    assert not by_kind(manifest, "Secret")
+    (pipelines,) = [d for d in by_kind(manifest, "Deployment") if "pipelines" in
+                    d["metadata"]["name"]]
+    env = pipelines["spec"]["template"]["spec"]["containers"][0]["env"][0]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "pipelines-key", "key": "api-key"}
+
+
+def test_notes_warn_when_no_open_webui_pod_matches(helm_cluster: Helm, kube: ApiClient,
+                                                   crd: str, namespace: str) -> None:
+    from kubernetes.client import CoreV1Api
+
+    out = helm_cluster.ok("install", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
+    assert "WARNING: no pod in namespace" in out
+    assert "pipelines.networkPolicy.openWebUI.podSelector" in out
+    CoreV1Api(kube).create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "open-webui-0",
+                     "labels": {"app.kubernetes.io/component": "open-webui"}},
+        "spec": {"containers": [{"name": "open-webui", "image": "ghcr.io/open-webui/open-webui"}]},
+    })
+    out = helm_cluster.ok("upgrade", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
+    assert "WARNING" not in out
+
+
+def test_helm_test_hook_is_wired(helm_cluster: Helm, kube: ApiClient, crd: str,
+                                 namespace: str) -> None:
+    """Only the wiring: kwok completes the Job's pod without running the smoke-test command."""
+    from kubernetes.client import BatchV1Api
+
+    _secret(kube, namespace, "pipelines-api-key", {"api-key": "a-random-test-key"})
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, "-f", TRACING_OPEN_WEBUI,
+                    *NO_CRD, *WAIT)
+    out = helm_cluster.ok("test", "owl", "-n", namespace, "--timeout", "90s")
+    assert "owl-openwebui-langfuse-smoke-test" in out
+    assert "Phase:          Succeeded" in out or "Succeeded" in out
+    job = BatchV1Api(kube).read_namespaced_job("owl-openwebui-langfuse-smoke-test", namespace)
+    container = job.spec.template.spec.containers[0]
+    assert container.args[:5] == ["smoke-test", "--namespace", namespace, "--name", "langfuse"]
+    assert job.spec.template.spec.service_account_name == "owl-openwebui-langfuse-operator"
