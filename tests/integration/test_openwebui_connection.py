@@ -419,7 +419,8 @@ async def restartable_open_webui(
     """An Open WebUI of this test's own, persistent config as parametrized."""
     from tests.world.open_webui import OpenWebUI
 
-    server = OpenWebUI(world, persistent_config=request.param).start()
+    # No clearing of connections at start: that would hide what a restart itself keeps.
+    server = OpenWebUI(world, persistent_config=request.param, clear_connections=False).start()
     try:
         yield server
     finally:
@@ -441,6 +442,8 @@ async def test_persistent_config_off_is_detected_at_a_restart(
     assert (before.registered, before.reason) == (True, "Registered"), before.message
 
     owui.restart()
+    survived = pipelines.url in openai_config(owui)["OPENAI_API_BASE_URLS"]
+    assert survived is (reason_after_restart == "Registered")  # the upstream behaviour itself
     after = await sync(owui, pipelines, auth)
     assert (after.registered, after.reason, after.temporary) == (
         True,
