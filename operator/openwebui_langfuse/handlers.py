@@ -70,6 +70,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.queueing.idle_timeout = 5.0
 
     op_settings: Settings = memo["settings"]
+    # Namespaced mode has no RBAC to list namespaces (least privilege); without this kopf
+    # retries that listing for about a minute before falling back to the named namespaces.
+    settings.scanning.disabled = not op_settings.all_namespaces
     memo["runtime"] = Runtime(
         op_settings,
         kube=KubeApi(lambda: memo["kube_credentials"], timeout=op_settings.http_timeout),

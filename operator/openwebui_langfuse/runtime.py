@@ -348,7 +348,7 @@ class Runtime:
         for old, new in result.transitions:
             if new.type in (cond.RECONCILING, cond.STALLED):
                 continue
-            was = f"{old.status}" if old else "-"
+            was = old.status if old else "(none)"
             logger.info(
                 "%s/%s: %s %s->%s (%s) %s", namespace, name, new.type, was, new.status,
                 new.reason, new.message,

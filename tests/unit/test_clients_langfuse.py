@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
 from openwebui_langfuse.clients.langfuse import LangfuseCheckError, LangfuseClient
+
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.proc import free_port
 

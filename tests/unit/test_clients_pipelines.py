@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
 from openwebui_langfuse.clients.pipelines import (
     PipelineNotFound,
     PipelinesClient,
@@ -14,6 +13,7 @@ from openwebui_langfuse.clients.pipelines import (
     PipelinesUnauthorized,
     PipelinesUnreachable,
 )
+
 from tests.world.pipelines import PipelinesServer
 from tests.world.proc import free_port
 from tests.world.sample_pipelines import RECORDING_FILTER, RECORDING_FILTER_ID

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from openwebui_langfuse.config import ConfigError, Settings, settings_from_env
 
 

@@ -6,7 +6,6 @@ import hashlib
 from typing import Any
 
 import pytest
-
 from openwebui_langfuse.models import (
     ApiKeyAuthSpec,
     CredentialsAuthSpec,

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-
 from openwebui_langfuse import reconcile as rc
 from openwebui_langfuse.clients.langfuse import LangfuseCheck, LangfuseCheckError, LangfuseProject
 from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesUnreachable
