@@ -1,0 +1,188 @@
+"""End to end: the chart, the operator, the real Open WebUI and Pipelines, and Langfuse.
+
+The chart is installed with the real Helm into a fresh namespace of the kwok cluster (its
+Deployments become Available on fake nodes); the real Pipelines server, the real Open WebUI and
+the Langfuse stand-in run as local processes, and the operator runs as a process with a token of
+the chart's own ServiceAccount (tests/e2e/stack.py). A person's own Open WebUI connection is
+there from the start and must come out untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import OTHER_CONFIG, OTHER_KEY, OTHER_URL
+from tests.e2e.gitops_health import ArgoCDHealth, kstatus
+from tests.e2e.stack import ECHO_MODEL, Stack
+
+pytestmark = [pytest.mark.world, pytest.mark.timeout(420)]
+
+
+def _assert_no_secret_in(text: str, secrets: list[str], where: str) -> None:
+    for secret in secrets:
+        assert secret not in text, f"a secret value appears in {where}"
+
+
+def _events(stack: Stack) -> str:
+    return stack.kubectl("get", "events", "-o", "json").stdout
+
+
+def test_full_path(stack: Stack) -> None:
+    langfuse = stack.langfuse
+    first_project = stack.project
+    stack.install_chart()
+    pipelines = stack.start_pipelines()
+    operator = stack.start_operator()
+    stack.create_secrets()
+
+    # kubectl apply -> Ready=True, every condition True, the project named in the status.
+    stack.apply_tracing()
+    obj = stack.wait_ready()
+    status = obj["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    for type_ in ("CredentialsValid", "FilterInstalled", "ValvesSynced", "ConnectionRegistered"):
+        assert conditions[type_]["status"] == "True", conditions[type_]
+    assert conditions["Stalled"]["status"] == "False"
+    assert conditions["Reconciling"]["status"] == "False"
+    assert status["langfuse"]["projectId"] == first_project.project_id
+    pipeline_id = status["pipelineId"]
+    assert pipeline_id == f"lft_{stack.namespace.replace('-', '_')}_tracing"
+    # What Flux / Helm 4 --wait and Argo CD make of the live object.
+    assert kstatus([obj])[0].status == "Current"
+    assert ArgoCDHealth()(obj).status == "Healthy"
+
+    # Pipelines has the filter next to the model; Open WebUI has our connection after the
+    # person's, whose entry is untouched.
+    with pipelines.client() as http:
+        loaded = {p["id"]: p["type"] for p in http.get("/pipelines").json()["data"]}
+    assert loaded == {ECHO_MODEL: "pipe", pipeline_id: "filter"}
+    config = stack.openai_config()
+    assert config["OPENAI_API_BASE_URLS"] == [OTHER_URL, pipelines.url]
+    assert config["OPENAI_API_KEYS"][0] == OTHER_KEY
+    assert config["OPENAI_API_CONFIGS"]["0"] == OTHER_CONFIG
+
+    # A chat through Open WebUI's API -> a trace with user, session, model, output and usage.
+    turn = stack.chat("What does Langfuse see?")
+    assert turn.reply == "echo: What does Langfuse see?"
+    trace, generation = stack.wait_trace(turn)
+    assert trace["userId"] == turn.user_id
+    assert trace["sessionId"] == turn.chat_id
+    assert trace["name"] == "open-webui chat"
+    assert generation["model"] == ECHO_MODEL
+    assert generation["output"] == turn.reply
+    assert generation["input"] == [{"role": "user", "content": turn.prompt}]
+    assert generation["usageDetails"]["input"] > 0
+    assert generation["usageDetails"]["output"] > 0
+
+    # Rotate the Langfuse Secret: the next chat lands under the new keys, none under the old.
+    second_project = stack.rotate_langfuse_keys()
+    stack.wait_ready(
+        also=lambda o: o["status"]["langfuse"]["projectId"] == second_project.project_id
+    )
+    before = {t["id"] for t in langfuse.traces(first_project.project_id)}
+    turn2 = stack.chat("And after the rotation?")
+    trace2, _ = stack.wait_trace(turn2, second_project)
+    assert trace2["sessionId"] == turn2.chat_id
+    assert {t["id"] for t in langfuse.traces(first_project.project_id)} == before
+    exports = [r for r in langfuse.requests if r["path"].endswith("/otel/v1/traces")]
+    assert exports[-1]["publicKey"] == second_project.public_key
+    assert exports[-1]["status"] == 200
+
+    # Delete the resource: the filter and our connection go, everything else stays.
+    stack.delete_tracing()
+    with pipelines.client() as http:
+        loaded = {p["id"]: p["type"] for p in http.get("/pipelines").json()["data"]}
+    assert loaded == {ECHO_MODEL: "pipe"}
+    config = stack.openai_config()
+    assert config["OPENAI_API_BASE_URLS"] == [OTHER_URL]
+    assert config["OPENAI_API_KEYS"] == [OTHER_KEY]
+    assert config["OPENAI_API_CONFIGS"] == {"0": OTHER_CONFIG}
+    assert config["ENABLE_OPENAI_API"] is True
+
+    secrets = [
+        first_project.secret_key,
+        second_project.secret_key,
+        pipelines.api_key,
+        stack.open_webui.admin_password,
+    ]
+    _assert_no_secret_in(operator.log_text(), secrets, "the operator's log")
+    _assert_no_secret_in(_events(stack), secrets, "the namespace's Events")
+
+
+def _wait_condition(stack: Stack, type_: str, status: str, timeout: float = 60) -> dict[str, Any]:
+    from tests.world.poll import wait_for
+
+    def check() -> dict[str, Any] | None:
+        obj = stack.get_tracing()
+        if (
+            obj is None
+            or obj.get("status", {}).get("observedGeneration") != obj["metadata"]["generation"]
+        ):
+            return None
+        for cond in obj["status"].get("conditions", []):
+            if cond["type"] == type_ and cond["status"] == status:
+                return obj
+        return None
+
+    return wait_for(check, timeout, f"{type_}={status}")
+
+
+def test_gitops_health_of_live_objects(stack: Stack) -> None:
+    """kstatus and the Argo CD check on status objects read back from the cluster, in each
+    state: stalled (wrong keys), current (fixed), in progress (Langfuse failing, retried)."""
+    health = ArgoCDHealth()
+    stack.install_chart()
+    stack.start_pipelines()
+    stack.start_operator()
+    stack.create_secrets()
+    good = stack.project
+    wrong = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": "langfuse-keys"},
+        "stringData": {"public-key": good.public_key, "secret-key": "sk-lf-wrong"},
+    }
+    stack.apply(wrong)
+    stack.apply_tracing()
+
+    stalled = _wait_condition(stack, "Stalled", "True")
+    assert {c["type"]: c["reason"] for c in stalled["status"]["conditions"]}[
+        "CredentialsValid"
+    ] == "InvalidCredentials"
+    assert kstatus([stalled])[0].status == "Failed"
+    assert health(stalled).status == "Degraded"
+
+    stack.apply(stack._langfuse_secret(good))
+    ready = stack.wait_ready()
+    assert kstatus([ready])[0].status == "Current"
+    assert health(ready).status == "Healthy"
+
+    # Langfuse answers 500: a temporary error, retried; a spec change makes the operator look.
+    stack.langfuse.set_failure("500")
+    patch = json.dumps({"spec": {"filter": {"priority": 1}}})
+    assert (
+        stack.kubectl("patch", "langfusetracing", "tracing", "--type=merge", "-p", patch).returncode
+        == 0
+    )
+    retrying = _wait_condition(stack, "Reconciling", "True")
+    assert kstatus([retrying])[0].status == "InProgress"
+    assert health(retrying).status == "Progressing"
+
+    stack.langfuse.set_failure(None)
+    recovered = stack.wait_ready(timeout=120)
+    assert kstatus([recovered])[0].status == "Current"
+
+    suspended_patch = json.dumps({"spec": {"suspend": True}})
+    assert (
+        stack.kubectl(
+            "patch", "langfusetracing", "tracing", "--type=merge", "-p", suspended_patch
+        ).returncode
+        == 0
+    )
+    suspended = stack.get_tracing()
+    assert suspended is not None
+    assert health(suspended).status == "Suspended"
