@@ -76,6 +76,10 @@ class SmokeFailed(Exception):
     """The smoke test failed; the message is the verdict (no secret in it)."""
 
 
+class _LangfuseBusy(Exception):
+    """A read answered 5xx: Langfuse may recover before the deadline, so keep polling."""
+
+
 class UsageError(Exception):
     """The command line or environment is incomplete; the message says what is missing."""
 
@@ -219,6 +223,8 @@ def _langfuse_get(http: httpx.Client, path: str, params: Mapping[str, Any]) -> A
         raise SmokeFailed(
             f"Langfuse refused the project keys on {path} (HTTP {response.status_code})"
         )
+    if response.status_code >= 500:
+        raise _LangfuseBusy(f"Langfuse answered HTTP {response.status_code} on {path}")
     if response.status_code != 200:
         raise SmokeFailed(f"Langfuse answered HTTP {response.status_code} on {path}")
     try:
@@ -306,6 +312,7 @@ def _find_v1(http: httpx.Client, marker: str, since: str) -> TraceView | None:
 def _wait_for_trace(http: httpx.Client, marker: str, since: str, deadline: _Deadline) -> TraceView:
     v2 = True
     seen: TraceView | None = None
+    trouble = ""  # the last transient read failure, for the verdict
     for _ in deadline.polls():
         try:
             if v2:
@@ -315,8 +322,12 @@ def _wait_for_trace(http: httpx.Client, marker: str, since: str, deadline: _Dead
                     found = _find_v1(http, marker, since)
             else:
                 found = _find_v1(http, marker, since)
+        except _LangfuseBusy as exc:
+            trouble = str(exc)
+            continue
         except httpx.TimeoutException:
-            continue  # a slow read is retried until the deadline
+            trouble = "a read from Langfuse timed out"
+            continue
         except httpx.TransportError as exc:
             raise SmokeFailed(f"cannot reach Langfuse ({exc or type(exc).__name__})") from None
         if isinstance(found, TraceView):
@@ -327,6 +338,11 @@ def _wait_for_trace(http: httpx.Client, marker: str, since: str, deadline: _Dead
         raise SmokeFailed(
             f"the chat reached Langfuse as trace {seen.trace_id} but without output: Open "
             "WebUI did not run the outlet (it needs >= 0.10 and ENABLE_API_OUTLET_FILTERS)"
+        )
+    if trouble:
+        raise SmokeFailed(
+            f"the chat went through Open WebUI, but no trace with marker {marker} could be read "
+            f"back from Langfuse within {deadline.seconds:g}s (last: {trouble})"
         )
     raise SmokeFailed(
         f"the chat went through Open WebUI, but no trace with marker {marker} reached Langfuse "

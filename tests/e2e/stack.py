@@ -19,6 +19,7 @@ the operator.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +46,7 @@ RELEASE = "owl"
 TRACING = "tracing"
 LANGFUSE_SECRET = "langfuse-keys"
 OPENWEBUI_SECRET = "open-webui-admin"
+PIPELINES_SECRET = "pipelines-key"
 CRD_NAME = "langfusetracings.openwebui-langfuse.io"
 ECHO_MODEL = "owl_echo"
 
@@ -139,6 +141,7 @@ class Stack:
         self.operator: OperatorProcess | None = None
         self.installed = False
         self.user_id = ""
+        self.own_pipelines_secret: tuple[str, str] | None = None
 
     # -- tools ------------------------------------------------------------------------------
 
@@ -224,8 +227,27 @@ class Stack:
         return str(items[0]["metadata"]["name"])
 
     def pipelines_key_ref(self) -> tuple[str, str]:
+        """Where the Pipelines API key is: the chart's generated Secret, or our own one."""
+        if self.own_pipelines_secret is not None:
+            return self.own_pipelines_secret
         secret = self.chart_resource_name("secret", "pipelines")
         return secret, "api-key"
+
+    def create_pipelines_secret(self, name: str = PIPELINES_SECRET) -> tuple[str, str]:
+        """A Pipelines key Secret of our own, for ``pipelines.apiKey.existingSecret`` (needed
+        when Helm itself renders the LangfuseTracing: its spec must name the key before the
+        chart exists)."""
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": name},
+                "stringData": {"api-key": f"owl-{secrets.token_hex(16)}"},
+            }
+        )
+        self.own_pipelines_secret = (name, "api-key")
+        return self.own_pipelines_secret
 
     def secret_value(self, name: str, key: str) -> str:
         import base64
