@@ -1,0 +1,206 @@
+"""Bad input and faults (issue 5): each ends in a truthful status and, where it can, recovers."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.integration.operator_fixtures import (  # noqa: F401 - fixtures by name
+    crd_fixture,
+    harness_fixture,
+    operator_fixture,
+    pipeline_ids,
+    secret_guard_fixture,
+    secrets_in_fixture,
+    spec,
+    valves,
+)
+from tests.peers.langfuse_standin.server import LangfuseStandIn
+from tests.world.operator import Harness, OperatorProcess
+from tests.world.pipelines import PipelinesServer
+from tests.world.poll import wait_for
+from tests.world.proc import free_port
+
+pytestmark = [pytest.mark.world, pytest.mark.usefixtures("secret_guard", "secrets_in")]
+
+NAME = "tracing"
+BROKEN_FILTER = "import no_such_module_for_this_test\nclass Pipeline:\n    pass\n"
+
+
+def pid_of(namespace: str, name: str = NAME) -> str:
+    return f"lft_{namespace}_{name}".replace("-", "_")
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason", "stalled"),
+    [("403", "AccessDenied", "True"), ("500", "LangfuseServerError", "False"),
+     ("slow", "LangfuseTimeout", "False")],
+)
+def test_langfuse_failures_keep_valves_and_recover(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    mode: str, reason: str, stalled: str,
+) -> None:
+    langfuse.slow_seconds = 5  # beyond the operator's 2 s HTTP timeout in these tests
+    langfuse.set_failure(mode)
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    cond = harness.wait_condition(namespace, NAME, "CredentialsValid", "False", reason=reason)
+    assert langfuse.secret_key not in cond["message"]
+    assert harness.condition(namespace, NAME, "Stalled")["status"] == stalled  # type: ignore[index]
+    reconciling = harness.condition(namespace, NAME, "Reconciling")
+    assert reconciling is not None
+    assert reconciling["status"] == ("False" if stalled == "True" else "True")
+    # The filter is in (it needs no Langfuse keys) but has none of the keys.
+    pid = pid_of(namespace)
+    assert pipeline_ids(pipelines) == [pid]
+    assert valves(pipelines, pid)["secret_key"] != langfuse.secret_key
+
+    langfuse.set_failure(None)
+    if stalled == "True":
+        # Permanent: only a change brings it back (here a Secret write, or the next resync).
+        harness.put_secret(namespace, "langfuse", {"public-key": langfuse.public_key,
+                                                   "secret-key": langfuse.secret_key})
+    harness.wait_condition(namespace, NAME, "Ready", "True", timeout=15)
+    assert valves(pipelines, pid)["secret_key"] == langfuse.secret_key
+
+
+def test_langfuse_unreachable(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    body = spec(pipelines, langfuse)
+    body["langfuse"]["host"] = f"http://127.0.0.1:{free_port()}"
+    harness.apply(namespace, NAME, body)
+    harness.wait_condition(namespace, NAME, "CredentialsValid", "False",
+                           reason="LangfuseUnreachable")
+    assert harness.condition(namespace, NAME, "Reconciling")["status"] == "True"  # type: ignore[index]
+
+
+def test_pipelines_down_then_up(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    pipelines.stop(keep_files=True)
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    cond = harness.wait_condition(namespace, NAME, "FilterInstalled", "False",
+                                  reason="PipelinesUnreachable")
+    assert pipelines.api_key not in cond["message"]
+    pipelines.start()
+    harness.wait_condition(namespace, NAME, "Ready", "True", timeout=20)
+    assert pipeline_ids(pipelines) == [pid_of(namespace)]
+
+
+def test_filter_that_fails_to_load_is_reported_without_a_hot_loop(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    operator: OperatorProcess,
+) -> None:
+    harness.put_config_map(namespace, "filter", {"filter.py": BROKEN_FILTER})
+    harness.apply(namespace, NAME, spec(
+        pipelines, langfuse,
+        filter={"source": "configMap", "configMap": {"name": "filter", "key": "filter.py"}}))
+    cond = harness.wait_condition(namespace, NAME, "FilterInstalled", "False",
+                                  reason="FilterLoadFailed")
+    assert "did not load" in cond["message"]
+    assert harness.condition(namespace, NAME, "Stalled")["status"] == "True"  # type: ignore[index]
+    time.sleep(3)  # observation window: a retry loop would upload again within it
+    assert operator.log_text().count("uploaded filter") == 1
+
+    harness.put_config_map(namespace, "filter", {"filter.py": pipelines_sample_filter()})
+    harness.wait_condition(namespace, NAME, "FilterInstalled", "True", timeout=10)
+
+
+def pipelines_sample_filter() -> str:
+    from tests.world.sample_pipelines import RECORDING_FILTER
+
+    return RECORDING_FILTER
+
+
+def test_valves_edited_by_hand_are_repaired_at_resync(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    harness.wait_condition(namespace, NAME, "Ready", "True")
+    pid = pid_of(namespace)
+    edited = {**valves(pipelines, pid), "secret_key": "typed-by-hand", "pipelines": []}
+    httpx.post(f"{pipelines.url}/{pid}/valves/update", json=edited, timeout=10).raise_for_status()
+    assert valves(pipelines, pid)["secret_key"] == "typed-by-hand"
+    # resyncInterval is 10s in these resources.
+    wait_for(lambda: valves(pipelines, pid)["secret_key"] == langfuse.secret_key, 15,
+             "valves repaired by the resync")
+    assert valves(pipelines, pid)["pipelines"] == ["*"]
+
+
+def test_pipelines_restarted_empty_is_repaired_at_resync(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    harness.wait_condition(namespace, NAME, "Ready", "True")
+    pipelines.restart(wipe=True)
+    assert pipeline_ids(pipelines) == []
+    pid = pid_of(namespace)
+    wait_for(lambda: pipeline_ids(pipelines) == [pid], 20, "filter re-installed by the resync")
+    wait_for(lambda: valves(pipelines, pid)["secret_key"] == langfuse.secret_key, 5,
+             "valves pushed again")
+
+
+def test_operator_killed_mid_reconcile_converges(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    operator: OperatorProcess,
+) -> None:
+    # A slow Langfuse holds the pass open; the kill lands inside it.
+    langfuse.slow_seconds = 1.5
+    langfuse.set_failure("slow")
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    wait_for(lambda: pipeline_ids(pipelines), 15, "the pass to upload the filter")
+    operator.kill()
+    langfuse.set_failure(None)
+    operator.start()
+    harness.wait_condition(namespace, NAME, "Ready", "True", timeout=20)
+    pid = pid_of(namespace)
+    assert pipeline_ids(pipelines) == [pid]  # nothing duplicated
+    assert valves(pipelines, pid)["secret_key"] == langfuse.secret_key
+    obj = harness.get(namespace, NAME)
+    assert obj is not None
+    assert obj["metadata"]["finalizers"].count("openwebui-langfuse.io/cleanup") == 1
+    types = [c["type"] for c in obj["status"]["conditions"]]
+    assert len(types) == len(set(types))
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("Delete", False), ("Retain", True)])
+def test_deletion_policy(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    policy: str, kept: bool,
+) -> None:
+    harness.apply(namespace, NAME, spec(pipelines, langfuse, deletionPolicy=policy))
+    harness.wait_condition(namespace, NAME, "Ready", "True")
+    harness.delete(namespace, NAME)
+    wait_for(lambda: harness.get(namespace, NAME) is None, 15, "the resource to be gone")
+    assert pipeline_ids(pipelines) == ([pid_of(namespace)] if kept else [])
+
+
+def test_delete_while_pipelines_is_down_releases_after_the_bound(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    harness.wait_condition(namespace, NAME, "Ready", "True")
+    pipelines.stop(keep_files=True)
+    started = time.monotonic()
+    harness.delete(namespace, NAME)
+    wait_for(lambda: harness.get(namespace, NAME) is None, 20, "the finalizer to be released")
+    assert 3.0 <= time.monotonic() - started < 15  # the bound is 4 s in these tests
+    warning = wait_for(lambda: [e for e in harness.events(namespace)
+                                if e["reason"] == "CleanupAbandoned"], 10, "a Warning Event")
+    assert warning[0]["type"] == "Warning"
+    pipelines.start()
+
+
+def test_suspend_leaves_upstream_alone(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    harness.wait_condition(namespace, NAME, "Ready", "True")
+    harness.patch_spec(namespace, NAME, {"suspend": True, "filter": {"models": ["m1"]}})
+    harness.wait_condition(namespace, NAME, "Reconciling", "False", reason="Suspended")
+    pid = pid_of(namespace)
+    assert valves(pipelines, pid)["pipelines"] == ["*"]
+    harness.patch_spec(namespace, NAME, {"suspend": False})
+    wait_for(lambda: valves(pipelines, pid)["pipelines"] == ["m1"], 10, "resumed reconcile")
