@@ -104,6 +104,7 @@ class Provisioner:
                                       stdout=fh, stderr=subprocess.STDOUT,
                                       timeout=timeout, check=False)
             except FileNotFoundError as exc:
+                fh.write(f"command not found: {cmd[0]}\n")
                 raise StepFailed(f"step '{step}': command not found: {cmd[0]} ({exc})") from None
             except subprocess.TimeoutExpired:
                 raise StepFailed(f"step '{step}': timed out after {timeout:.0f}s: "
