@@ -46,15 +46,16 @@ def translate(node: dict[str, Any], path: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {key: node[key] for key in _COPIED if key in node}
     if path in _CEL_AS_PATTERN:
         out["pattern"] = _CEL_AS_PATTERN[path]
-    if "properties" in node:
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        # free-form (filter.valves); its declared keys are forbidden ones, which _tracing.tpl
+        # refuses with a clearer message than a schema could give
+        out["additionalProperties"] = True
+    elif "properties" in node:
         out["additionalProperties"] = False
         out["properties"] = {
             name: translate(child, f"{path}.{name}".lstrip("."))
             for name, child in node["properties"].items()
         }
-    elif isinstance(node.get("additionalProperties"), dict):
-        # free-form maps (filter.valves): any value
-        out["additionalProperties"] = True
     if "items" in node:
         out["items"] = translate(node["items"], path + "[]")
     if node.get("x-kubernetes-list-type") == "set":

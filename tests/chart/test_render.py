@@ -23,6 +23,7 @@ from tests.chart.helm import (
     documents,
     pod_specs,
 )
+from tests.chart.invalid_resources import INVALID, Invalid
 from tests.world.manifest import World
 
 LFT_API = "openwebui-langfuse.io/v1alpha1/LangfuseTracing"
@@ -426,3 +427,24 @@ def test_crd_template_renders_the_file(helm: Helm) -> None:
     source = yaml.safe_load(CRD_FILE.read_text())
     assert crd["spec"] == source["spec"]
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+# -- the same bad resources as values ----------------------------------------------------------
+
+# The chart fills in a missing `pipelines` (its own Pipelines): valid as values.
+_VALID_AS_VALUES = {"no pipelines"}
+
+
+@pytest.mark.parametrize("invalid", [c for c in INVALID if c.case not in _VALID_AS_VALUES],
+                         ids=[c.case for c in INVALID if c.case not in _VALID_AS_VALUES])
+def test_invalid_resource_as_tracing_values_fails_before_install(helm: Helm, tmp_path: Path,
+                                                                 invalid: Invalid) -> None:
+    """Every resource the API server rejects is rejected as `tracing.spec` already by Helm's
+    schema or the templates, so a first install never half-creates a release."""
+    spec = invalid.resource("from-values").get("spec", {})
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"tracing": {"enabled": True, "spec": spec},
+                                      "pipelines": {"apiKey": {"value": "k"}}}))
+    result = helm.run("template", "owl", CHART, "--namespace", "tracing", "-f", values)
+    assert result.returncode != 0, f"accepted by the chart: {spec}"
+    assert "tracing" in result.stderr

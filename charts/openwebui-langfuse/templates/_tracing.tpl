@@ -4,8 +4,8 @@
 
 {{/*
 The LangfuseTracing spec from values, as YAML: `pipelines` defaults to this chart's Pipelines.
-The cross-field rules of the CRD's CEL validations are checked here too, so that bad values fail
-before Helm creates anything rather than half way through an install.
+values.schema.json carries the CRD's structure; the CRD's CEL rules are checked here, so that bad
+values fail before Helm creates anything rather than half way through an install.
 */}}
 {{- define "openwebui-langfuse.tracing.spec" -}}
 {{- $spec := deepCopy .Values.tracing.spec }}
@@ -20,14 +20,20 @@ before Helm creates anything rather than half way through an install.
 {{- $ref := dict "name" (include "openwebui-langfuse.pipelines.apiKeySecretName" .) "key" .Values.pipelines.apiKey.secretKey }}
 {{- $_ := set $spec "pipelines" (dict "url" $url "apiKey" (dict "secretKeyRef" $ref)) }}
 {{- end }}
-{{- with $spec.langfuse.publicKey }}
-{{- if eq (hasKey . "value") (hasKey . "secretKeyRef") }}
+{{- include "openwebui-langfuse.tracing.validate" $spec }}
+{{- toYaml $spec }}
+{{- end }}
+
+{{/*
+The CRD's CEL rules, restated (same wording, with the values path).
+*/}}
+{{- define "openwebui-langfuse.tracing.validate" -}}
+{{- $publicKey := .langfuse.publicKey | default dict }}
+{{- if eq (hasKey $publicKey "value") (hasKey $publicKey "secretKeyRef") }}
 {{- fail "tracing.spec.langfuse.publicKey: set exactly one of value or secretKeyRef" }}
 {{- end }}
-{{- end }}
-{{- with $spec.filter }}
-{{- $filter := . }}
-{{- $source := .source | default "bundled" }}
+{{- $filter := .filter | default dict }}
+{{- $source := $filter.source | default "bundled" }}
 {{- range $field := list "url" "configMap" }}
 {{- if and (eq $source $field) (not (hasKey $filter $field)) }}
 {{- fail (printf "tracing.spec.filter.%s: required when tracing.spec.filter.source is %s" $field $field) }}
@@ -36,13 +42,23 @@ before Helm creates anything rather than half way through an install.
 {{- fail (printf "tracing.spec.filter.%s: only allowed when tracing.spec.filter.source is %s (it is %s)" $field $field $source) }}
 {{- end }}
 {{- end }}
+{{- if and $filter.url (not $filter.pipelineId) (not (regexMatch "/[A-Za-z_][A-Za-z0-9_]{0,62}\\.py(\\?[^#\\s]*)?$" $filter.url)) }}
+{{- fail "tracing.spec.filter.pipelineId: required when the file name in tracing.spec.filter.url is not a Python module name" }}
 {{- end }}
-{{- with $spec.openWebUI }}
-{{- with .auth }}
-{{- if eq (hasKey . "apiKey") (hasKey . "credentials") }}
+{{- range $valve := list "secret_key" "public_key" "host" "pipelines" "priority" }}
+{{- if hasKey ($filter.valves | default dict) $valve }}
+{{- fail (printf "tracing.spec.filter.valves: must not set %s: use tracing.spec.langfuse, tracing.spec.filter.models and tracing.spec.filter.priority" $valve) }}
+{{- end }}
+{{- end }}
+{{- if hasKey . "openWebUI" }}
+{{- $auth := .openWebUI.auth | default dict }}
+{{- if eq (hasKey $auth "apiKey") (hasKey $auth "credentials") }}
 {{- fail "tracing.spec.openWebUI.auth: set exactly one of apiKey or credentials" }}
 {{- end }}
 {{- end }}
+{{- with .resyncInterval }}
+{{- if regexMatch "^(0+h)?(0+m)?0*[0-9]s$" (toString .) }}
+{{- fail (printf "tracing.spec.resyncInterval: must be at least 10s (it is %s)" .) }}
 {{- end }}
-{{- toYaml $spec }}
+{{- end }}
 {{- end }}
