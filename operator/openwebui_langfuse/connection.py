@@ -92,6 +92,10 @@ class ConnectionOutcome:
     connection_url: str
     wrote: bool  # an upstream write happened
     temporary: bool  # True: retry with backoff (unreachable/5xx); False: needs a spec/secret change
+    # Beyond the agreed interface (defaulted, so nothing breaks): True when this call appended
+    # the connection rather than adopting one a person had made; deletion should only remove
+    # what the operator added (issue 7, item 2), so the caller can remember this.
+    added: bool = False
 
 
 # -- pure config logic --------------------------------------------------------------------------
@@ -135,6 +139,7 @@ class ConnectionPlan:
     config: OpenAIConfig
     idx: int | None  # our connection's index in ``config`` (None after a removal)
     changes: tuple[str, ...]  # short, secret-free phrases for messages and Events
+    added: bool = False  # the connection was appended (it was not there before)
 
 
 def _aligned(config: OpenAIConfig) -> OpenAIConfig:
@@ -167,7 +172,8 @@ def plan_registration(current: OpenAIConfig, connection_url: str, key: str) -> C
     idx = find_connection(desired, connection_url)
     if idx is None:
         idx = len(desired.base_urls)
-        desired.base_urls.append(connection_url)
+        # Open WebUI joins "{url}/models" and "{url}/{id}/filter/inlet": no trailing slash.
+        desired.base_urls.append(connection_url.strip().rstrip("/"))
         desired.keys.append(key)
         desired.configs[str(idx)] = {"enable": True}
         changes.append(f"added the connection at index {idx}")
@@ -197,7 +203,8 @@ def plan_registration(current: OpenAIConfig, connection_url: str, key: str) -> C
         desired.enable = True
         changes.append("turned on OpenAI-API connections (ENABLE_OPENAI_API)")
 
-    return ConnectionPlan(config=desired, idx=idx, changes=tuple(changes))
+    added = idx == len(current.base_urls)
+    return ConnectionPlan(config=desired, idx=idx, changes=tuple(changes), added=added)
 
 
 def _index_legacy_configs(config: OpenAIConfig) -> None:
@@ -387,6 +394,7 @@ async def sync_connection_with(
 ) -> ConnectionOutcome:
     """:func:`sync_connection` on a given client (tests hand in one with a hooked transport)."""
     wrote = False
+    added = False
 
     def outcome(registered: bool, reason: str, message: str, temporary: bool) -> ConnectionOutcome:
         return ConnectionOutcome(
@@ -396,6 +404,7 @@ async def sync_connection_with(
             connection_url=connection_url,
             wrote=wrote,
             temporary=temporary,
+            added=added,
         )
 
     try:
@@ -403,6 +412,7 @@ async def sync_connection_with(
             client, lambda current: plan_registration(current, connection_url, pipelines_key)
         )
         assert plan.idx is not None
+        added = wrote and plan.added
         if usage_capability and await _ensure_usage_capability(client):
             wrote = True
         verdict, armed = await _probe_persistence(client)

@@ -26,8 +26,9 @@ from openwebui_langfuse.connection import (
     sync_connection_with,
 )
 
+from tests.world.poll import wait_for
 from tests.world.proc import free_port
-from tests.world.sample_pipelines import RECORDING_FILTER_ID
+from tests.world.sample_pipelines import ECHO_PIPE_ID, RECORDING_FILTER_ID
 
 if TYPE_CHECKING:
     from tests.world.manifest import World
@@ -133,6 +134,7 @@ async def test_register_with_an_api_key_then_nothing_to_do(
         False,
     ), first.message
     assert_no_secret(first, admin_api_key, pipelines.api_key)
+    assert first.added is True
 
     stored = openai_config(owui)
     assert stored["ENABLE_OPENAI_API"] is True
@@ -184,6 +186,55 @@ async def test_usage_capability_merges_with_existing_defaults(
         "description": "set by a person",
     }
     assert after["DEFAULT_MODEL_PARAMS"] == {"temperature": 0.3}
+
+
+async def test_a_persons_entry_for_the_same_server_is_adopted_not_duplicated(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
+) -> None:
+    # Pipelines serves every route under /v1 too, so this entry is the same server; its
+    # model_ids (which hide every filter) are removed, its other settings kept.
+    owui, pipelines = owui_config, filter_pipelines
+    theirs = f"{pipelines.url}/v1"
+    owui.set_connections(
+        [*PERSON_URLS, theirs],
+        [*PERSON_KEYS, ""],
+        {**copy.deepcopy(PERSON_CONFIGS), "2": {"model_ids": ["x"], "tags": [{"name": "p"}]}},
+    )
+    outcome = await sync(owui, pipelines, ApiKeyAuth(admin_api_key))
+    assert (outcome.registered, outcome.reason, outcome.added) == (True, "Registered", False)
+    assert "model_ids" in outcome.message
+    stored = openai_config(owui)
+    assert stored["OPENAI_API_BASE_URLS"] == [*PERSON_URLS, theirs]
+    assert stored["OPENAI_API_KEYS"] == [*PERSON_KEYS, pipelines.api_key]
+    assert stored["OPENAI_API_CONFIGS"]["2"] == {"enable": True, "tags": [{"name": "p"}]}
+
+
+@pytest.mark.parametrize("suffix", ["", "/v1"], ids=["plain-url", "v1-url"])
+async def test_after_registration_a_chat_runs_through_the_filter(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str, suffix: str
+) -> None:
+    owui, pipelines = owui_config, filter_pipelines
+    pipelines.upload(ECHO_PIPE_ID).raise_for_status()
+    outcome = await sync(
+        owui, pipelines, ApiKeyAuth(admin_api_key), connection_url=pipelines.url + suffix
+    )
+    assert outcome.reason == "Registered", outcome.message
+    with owui.client() as http:
+        answer = http.post(
+            "/api/chat/completions",
+            json={
+                "model": ECHO_PIPE_ID,
+                "stream": False,
+                "messages": [{"role": "user", "content": "hello filter"}],
+            },
+        ).raise_for_status()
+    assert "echo: hello filter" in answer.text
+    # The outlet may finish after the answer was sent: poll with a deadline.
+    wait_for(
+        lambda: {"inlet", "outlet"} <= {record["hook"] for record in pipelines.records()},
+        30,
+        "the recording filter's inlet and outlet",
+    )
 
 
 # -- bad input ----------------------------------------------------------------------------------

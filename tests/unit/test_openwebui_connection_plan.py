@@ -83,10 +83,17 @@ def test_registration_appends_and_keeps_every_other_connection_exactly() -> None
     plan = plan_registration(current, PIPELINES, KEY)
     wire = plan.config.to_wire()
     assert plan.idx == 2
+    assert plan.added is True
     assert wire["OPENAI_API_BASE_URLS"] == [*before["OPENAI_API_BASE_URLS"], PIPELINES]
     assert wire["OPENAI_API_KEYS"] == [*before["OPENAI_API_KEYS"], KEY]
     assert wire["OPENAI_API_CONFIGS"] == {**before["OPENAI_API_CONFIGS"], "2": {"enable": True}}
     assert current.to_wire() == before  # the input is not mutated
+
+
+def test_registration_stores_the_url_without_a_trailing_slash() -> None:
+    plan = plan_registration(config([]), f" {PIPELINES}/ ", KEY)
+    assert plan.config.base_urls == [PIPELINES]
+    assert plan_registration(plan.config, f"{PIPELINES}/", KEY).changes == ()
 
 
 def test_registration_of_a_registered_connection_changes_nothing() -> None:
@@ -104,6 +111,7 @@ def test_registration_adopts_an_entry_written_with_v1_and_keeps_its_url() -> Non
     assert plan.idx == 1
     assert plan.changes == ()
     assert plan.config.base_urls == ["http://x:1", f"{PIPELINES}/v1/"]
+    assert plan.added is False
 
 
 @pytest.mark.parametrize(

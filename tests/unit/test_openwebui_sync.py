@@ -178,6 +178,7 @@ async def test_register_then_nothing_to_do(owui: FakeOpenWebUI) -> None:
         False,
     )
     assert first.connection_url == PIPELINES
+    assert first.added is True
     assert owui.openai["OPENAI_API_BASE_URLS"] == ["http://other:1/v1", PIPELINES]
     assert owui.openai["OPENAI_API_CONFIGS"] == {
         "0": {"enable": True, "prefix_id": "o"},
@@ -190,6 +191,7 @@ async def test_register_then_nothing_to_do(owui: FakeOpenWebUI) -> None:
 
     second = await sync(owui)
     assert (second.registered, second.reason, second.wrote) == (True, "Registered", False)
+    assert second.added is False
     assert owui.writes == ["openai", "models", "import", "user_info"]
     assert PIPELINES_KEY not in first.message + second.message
 
