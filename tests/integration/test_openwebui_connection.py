@@ -237,6 +237,46 @@ async def test_after_registration_a_chat_runs_through_the_filter(
     )
 
 
+async def test_usage_capability_makes_streamed_chats_ask_for_usage(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
+) -> None:
+    # Reference openwebui-api.md §3.4: with the capability, Open WebUI adds
+    # stream_options.include_usage to streamed requests; the filter's inlet sees it.
+    owui, pipelines = owui_config, filter_pipelines
+    pipelines.upload(ECHO_PIPE_ID).raise_for_status()
+
+    def streamed_chat_stream_options() -> object:
+        before = len(pipelines.records())
+        with owui.client() as http:
+            answer = http.post(
+                "/api/chat/completions",
+                json={
+                    "model": ECHO_PIPE_ID,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "count my tokens"}],
+                },
+            ).raise_for_status()
+        assert "count my tokens" in answer.text
+        inlets = [r for r in pipelines.records()[before:] if r["hook"] == "inlet"]
+        assert inlets, "the filter's inlet did not run"
+        return inlets[0]["body"].get("stream_options")
+
+    without = await sync_connection(
+        openwebui_url=owui.url,
+        auth=ApiKeyAuth(admin_api_key),
+        connection_url=pipelines.url,
+        pipelines_key=pipelines.api_key,
+        usage_capability=False,
+        pipeline_id=RECORDING_FILTER_ID,
+    )
+    assert without.reason == "Registered", without.message
+    assert streamed_chat_stream_options() is None
+
+    with_usage = await sync(owui, pipelines, ApiKeyAuth(admin_api_key))
+    assert (with_usage.reason, with_usage.wrote) == ("Registered", True)
+    assert streamed_chat_stream_options() == {"include_usage": True}
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 
