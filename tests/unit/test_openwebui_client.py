@@ -233,3 +233,13 @@ async def test_reads_of_models_and_pipelines() -> None:
         connections = await owui.list_pipelines_connections()
         assert [(c.url, c.idx) for c in connections] == [("http://p:9099", 2)]
         assert (await owui.connection_models(2))[0]["id"] == "f"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999", "http://127.0.0.1:9", "not a url", "ftp://127.0.0.1"]
+)
+async def test_urls_that_cannot_be_reached_are_unreachable_not_a_crash(url: str) -> None:
+    async with OpenWebUIClient(url, ApiKeyAuth(API_KEY), timeout=2.0) as owui:
+        with pytest.raises(OpenWebUIUnreachable) as caught:
+            await owui.get_openai_config()
+    assert_no_secret(str(caught.value))

@@ -291,6 +291,12 @@ class OpenWebUIClient:
             # The exception text is a socket error ("Connection refused"); never a body.
             reason = str(exc) or type(exc).__name__
             raise OpenWebUIUnreachable(f"{what}: cannot reach Open WebUI ({reason})") from exc
+        except (OSError, ValueError, ExceptionGroup) as exc:
+            # What the socket layer raises for URLs it cannot even try (a port out of range
+            # surfaces as an ExceptionGroup from the connection task group): no text kept.
+            raise OpenWebUIUnreachable(
+                f"{what}: cannot reach Open WebUI ({type(exc).__name__})"
+            ) from exc
 
     async def _sign_in(self) -> None:
         if not isinstance(self._auth, CredentialsAuth):
