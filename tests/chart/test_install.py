@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +105,8 @@ def _delete_crd(cluster: Cluster) -> None:
 
 def test_crd_lifecycle_install_upgrade_uninstall(helm_cluster: Helm, cluster: Cluster,
                                                  kube: ApiClient, namespace: str,
-                                                 tmp_path: Path) -> None:
+                                                 tmp_path: Path,
+                                                 make_namespace: Callable[..., str]) -> None:
     from kubernetes.client import ApiextensionsV1Api, CoreV1Api, CustomObjectsApi
 
     extensions = ApiextensionsV1Api(kube)
@@ -119,6 +121,18 @@ def test_crd_lifecycle_install_upgrade_uninstall(helm_cluster: Helm, cluster: Cl
         assert first is not None
         assert first["spec"]["langfuse"]["publicKey"] == {"value": "pk-lf-00000000"}
         assert _hook_kinds(helm_cluster, namespace).count("LangfuseTracing") == 1
+
+        # A second release that also wants the CRD fails before creating anything.
+        second = make_namespace("second")
+        result = helm_cluster.run("install", "owl", CHART, "-n", second,
+                                  "--set", "pipelines.apiKey.value=k", *WAIT)
+        assert result.returncode != 0
+        assert (f'CustomResourceDefinition "{CRD_NAME}" in namespace "" exists and cannot be '
+                "imported into the current release") in result.stderr
+        _release_absent(helm_cluster, kube, second)
+        helm_cluster.ok("install", "owl", CHART, "-n", second, *NO_CRD,
+                        "--set", "pipelines.apiKey.value=k", *WAIT)
+        helm_cluster.ok("uninstall", "owl", "-n", second, "--wait")
 
         # 2. An upgrade to a chart with a changed schema updates the CRD, and adopts the
         #    resource as a normal release resource (same object).
@@ -292,3 +306,47 @@ def test_helm_test_hook_is_wired(helm_cluster: Helm, kube: ApiClient, crd: str,
     container = job.spec.template.spec.containers[0]
     assert container.args[:5] == ["smoke-test", "--namespace", namespace, "--name", "langfuse"]
     assert job.spec.template.spec.service_account_name == "owl-openwebui-langfuse-operator"
+
+
+def test_bad_tracing_values_leave_nothing_behind(helm_cluster: Helm, kube: ApiClient,
+                                                 crd: str, namespace: str) -> None:
+    result = helm_cluster.run("install", "owl", CHART, "-n", namespace, "-f", TRACING, *NO_CRD,
+                              "--set", "tracing.spec.resyncInterval=5s", *WAIT)
+    assert result.returncode != 0
+    assert "tracing.spec.resyncInterval: must be at least 10s (it is 5s)" in result.stderr
+    _release_absent(helm_cluster, kube, namespace)
+    assert _tracing(kube, namespace, "owl-openwebui-langfuse") is None
+
+
+def test_helm4_replaces_an_existing_hook_resource(helm_cluster: Helm, kube: ApiClient,
+                                                  crd: str, namespace: str,
+                                                  tmp_path: Path) -> None:
+    """Helm 4's implicit before-hook-creation policy: a hook whose object already exists is
+    deleted and created anew (recorded in the README's CRD lifecycle table). The chart renders
+    the resource as a hook only when the CRD is not served, so this cannot meet a user's
+    resource; this test keeps the observation honest across Helm upgrades."""
+    from kubernetes.client import CustomObjectsApi
+
+    forced = tmp_path / "openwebui-langfuse"
+    shutil.copytree(CHART, forced)
+    template = forced / "templates" / "langfusetracing.yaml"
+    text = template.read_text()
+    template.write_text(text.replace(
+        '{{- $asHook := not (.Capabilities.APIVersions.Has '
+        '"openwebui-langfuse.io/v1alpha1/LangfuseTracing") }}', "{{- $asHook := true }}"))
+    assert template.read_text() != text
+    existing = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LangfuseTracing",
+                "metadata": {"name": "owl-openwebui-langfuse", "labels": {"mine": "yes"}},
+                "spec": {"langfuse": {"host": "https://other.example",
+                                      "publicKey": {"value": "pk"},
+                                      "secretKey": {"secretKeyRef": {"name": "a", "key": "b"}}},
+                         "pipelines": {"url": "http://p:9099",
+                                       "apiKey": {"secretKeyRef": {"name": "a", "key": "b"}}}}}
+    before = CustomObjectsApi(kube).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, existing)
+    helm_cluster.ok("install", "owl", forced, "-n", namespace, "-f", TRACING, *NO_CRD, *WAIT)
+    after = _tracing(kube, namespace, "owl-openwebui-langfuse")
+    assert after is not None
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert "mine" not in after["metadata"]["labels"]
+    assert after["spec"]["langfuse"]["host"] == "https://cloud.langfuse.com"
