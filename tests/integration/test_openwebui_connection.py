@@ -308,11 +308,19 @@ async def test_a_user_who_is_not_an_admin_is_refused(
     owui = owui_config
     email, password = f"user-{free_port()}@owl.test", "user-password-123"
     with owui.client() as http:
-        http.post(
-            "/api/v1/auths/add",
-            json={"name": "Plain User", "email": email, "password": password, "role": "user"},
-        ).raise_for_status()
-    outcome = await sync(owui, filter_pipelines, CredentialsAuth(email, password))
+        user_id = (
+            http.post(
+                "/api/v1/auths/add",
+                json={"name": "Plain User", "email": email, "password": password, "role": "user"},
+            )
+            .raise_for_status()
+            .json()["id"]
+        )
+    try:
+        outcome = await sync(owui, filter_pipelines, CredentialsAuth(email, password))
+    finally:
+        with owui.client() as http:  # the session's Open WebUI: leave no user behind
+            http.delete(f"/api/v1/users/{user_id}").raise_for_status()
     assert (outcome.reason, outcome.temporary) == ("OpenWebUIUnauthorized", False)
     assert "not an admin" in outcome.message
 
