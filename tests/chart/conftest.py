@@ -32,11 +32,19 @@ def helm_cluster(world: World, cluster: Cluster) -> Helm:
 
 def apply_crd(cluster: Cluster) -> None:
     """Apply the chart's CRD file as it is and wait until it is served."""
-    result = cluster.kubectl("apply", "--server-side", "--force-conflicts",
-                             "--field-manager", "chart-tests", "-f", str(CRD_FILE))
+    result = cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        "chart-tests",
+        "-f",
+        str(CRD_FILE),
+    )
     assert result.returncode == 0, result.stderr
-    result = cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}",
-                             "--timeout=30s")
+    result = cluster.kubectl(
+        "wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s"
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -59,8 +67,11 @@ def make_namespace(kube: ApiClient) -> Iterator[Callable[..., str]]:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name, labels=labels)))
         made.append(name)
-        wait_for(lambda: core.read_namespaced_service_account("default", name), 30,
-                 f"ServiceAccount default in namespace {name}")
+        wait_for(
+            lambda: core.read_namespaced_service_account("default", name),
+            30,
+            f"ServiceAccount default in namespace {name}",
+        )
         return name
 
     yield make

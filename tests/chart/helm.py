@@ -48,18 +48,24 @@ class Helm:
         return env
 
     def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.binary), *map(str, args)], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [str(self.binary), *map(str, args)],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def ok(self, *args: str | Path, timeout: float = 120) -> str:
         """Run and return stdout; fail with Helm's stderr otherwise."""
         result = self.run(*args, timeout=timeout)
         assert result.returncode == 0, (
-            f"helm {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stderr}")
+            f"helm {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stderr}"
+        )
         return result.stdout
 
-    def template(self, *args: str | Path, release: str = "owl",
-                 namespace: str = "tracing") -> str:
+    def template(self, *args: str | Path, release: str = "owl", namespace: str = "tracing") -> str:
         return self.ok("template", release, CHART, "--namespace", namespace, *args)
 
 

@@ -110,10 +110,14 @@ INVALID: list[Invalid] = [
         _set("langfuse.publicKey", {}),
         "spec.langfuse.publicKey must set exactly one of value or secretKeyRef",
     ),
-    Invalid("publicKey value empty", _set("langfuse.publicKey", {"value": ""}),
-            "spec.langfuse.publicKey.value"),
-    Invalid("no secretKey", _drop("spec.langfuse.secretKey"),
-            "spec.langfuse.secretKey: Required value"),
+    Invalid(
+        "publicKey value empty",
+        _set("langfuse.publicKey", {"value": ""}),
+        "spec.langfuse.publicKey.value",
+    ),
+    Invalid(
+        "no secretKey", _drop("spec.langfuse.secretKey"), "spec.langfuse.secretKey: Required value"
+    ),
     Invalid(
         "secretKey inline value",
         _set("langfuse.secretKey", {"value": "sk-lf-1"}),
@@ -135,25 +139,37 @@ INVALID: list[Invalid] = [
         "spec.langfuse.secretKey.secretKeyRef.key",
     ),
     Invalid("verify not a boolean", _set("langfuse.verify", "yes"), "spec.langfuse.verify"),
-    Invalid("unknown langfuse field", _set("langfuse.hostname", "x"),
-            'unknown field "spec.langfuse.hostname"'),
+    Invalid(
+        "unknown langfuse field",
+        _set("langfuse.hostname", "x"),
+        'unknown field "spec.langfuse.hostname"',
+    ),
     Invalid("no pipelines", _drop("spec.pipelines"), "spec.pipelines: Required value"),
     Invalid(
         "pipelines url trailing slash",
         _set("pipelines.url", "http://pipelines:9099/"),
         "spec.pipelines.url must be an http(s) URL",
     ),
-    Invalid("pipelines url not a url", _set("pipelines.url", "pipelines:9099"),
-            "spec.pipelines.url must be an http(s) URL"),
-    Invalid("no pipelines apiKey", _drop("spec.pipelines.apiKey"),
-            "spec.pipelines.apiKey: Required value"),
+    Invalid(
+        "pipelines url not a url",
+        _set("pipelines.url", "pipelines:9099"),
+        "spec.pipelines.url must be an http(s) URL",
+    ),
+    Invalid(
+        "no pipelines apiKey",
+        _drop("spec.pipelines.apiKey"),
+        "spec.pipelines.apiKey: Required value",
+    ),
     Invalid(
         "pipelines apiKey empty ref",
         _set("pipelines.apiKey.secretKeyRef", {}),
         "spec.pipelines.apiKey.secretKeyRef.name: Required value",
     ),
-    Invalid("unknown filter source", _set("filter.source", "git"),
-            'spec.filter.source: Unsupported value: "git"'),
+    Invalid(
+        "unknown filter source",
+        _set("filter.source", "git"),
+        'spec.filter.source: Unsupported value: "git"',
+    ),
     Invalid(
         "source url without url",
         _set("filter.source", "url"),
@@ -171,8 +187,10 @@ INVALID: list[Invalid] = [
     ),
     Invalid(
         "two filter sources",
-        _set("filter", {"source": "url", "url": FILTER_URL,
-                        "configMap": {"name": "f", "key": "filter.py"}}),
+        _set(
+            "filter",
+            {"source": "url", "url": FILTER_URL, "configMap": {"name": "f", "key": "filter.py"}},
+        ),
         "spec.filter.configMap is only allowed when spec.filter.source is configMap (it is url)",
     ),
     Invalid(
@@ -192,27 +210,45 @@ INVALID: list[Invalid] = [
     ),
     Invalid("sha256 upper case", _set("filter.sha256", "AB" * 32), "spec.filter.sha256"),
     Invalid("sha256 too short", _set("filter.sha256", "ab" * 31), "spec.filter.sha256"),
-    Invalid("pipelineId starts with a digit", _set("filter.pipelineId", "1filter"),
-            "spec.filter.pipelineId"),
-    Invalid("pipelineId with a dash", _set("filter.pipelineId", "my-filter"),
-            "spec.filter.pipelineId"),
+    Invalid(
+        "pipelineId starts with a digit",
+        _set("filter.pipelineId", "1filter"),
+        "spec.filter.pipelineId",
+    ),
+    Invalid(
+        "pipelineId with a dash", _set("filter.pipelineId", "my-filter"), "spec.filter.pipelineId"
+    ),
     Invalid("models empty", _set("filter.models", []), "spec.filter.models"),
-    Invalid("models duplicate", _set("filter.models", ["a", "a"]),
-            "spec.filter.models[1]: Duplicate value"),
+    Invalid(
+        "models duplicate",
+        _set("filter.models", ["a", "a"]),
+        "spec.filter.models[1]: Duplicate value",
+    ),
     Invalid("priority not an integer", _set("filter.priority", "high"), "spec.filter.priority"),
     Invalid(
         "secret key in valves",
         _set("filter.valves", {"secret_key": "sk-lf-1"}),
         "spec.filter.valves must not set secret_key",
     ),
-    Invalid("openWebUI without auth", _set("openWebUI", {"url": OPEN_WEBUI["url"]}),
-            "spec.openWebUI.auth: Required value"),
-    Invalid("openWebUI without url", _set("openWebUI", {"auth": OPEN_WEBUI["auth"]}),
-            "spec.openWebUI.url: Required value"),
+    Invalid(
+        "openWebUI without auth",
+        _set("openWebUI", {"url": OPEN_WEBUI["url"]}),
+        "spec.openWebUI.auth: Required value",
+    ),
+    Invalid(
+        "openWebUI without url",
+        _set("openWebUI", {"auth": OPEN_WEBUI["auth"]}),
+        "spec.openWebUI.url: Required value",
+    ),
     Invalid(
         "openWebUI both auths",
-        _set("openWebUI", {**OPEN_WEBUI, "auth": {**OPEN_WEBUI["auth"],
-                                                  "credentials": {"secretRef": {"name": "a"}}}}),
+        _set(
+            "openWebUI",
+            {
+                **OPEN_WEBUI,
+                "auth": {**OPEN_WEBUI["auth"], "credentials": {"secretRef": {"name": "a"}}},
+            },
+        ),
         "spec.openWebUI.auth must set exactly one of apiKey or credentials",
     ),
     Invalid(
@@ -235,17 +271,31 @@ INVALID: list[Invalid] = [
         _set("openWebUI", {**OPEN_WEBUI, "connectionUrl": "http://pipelines:9099/"}),
         "spec.openWebUI.connectionUrl must be an http(s) URL",
     ),
-    Invalid("usageCapability not a boolean", _all(_set("openWebUI", OPEN_WEBUI),
-                                                  _set("openWebUI.usageCapability", "on")),
-            "spec.openWebUI.usageCapability"),
-    Invalid("resyncInterval words", _set("resyncInterval", "5 minutes"),
-            "spec.resyncInterval must be a duration of h, m and s units"),
-    Invalid("resyncInterval days", _set("resyncInterval", "1d"),
-            "spec.resyncInterval must be a duration of h, m and s units"),
-    Invalid("resyncInterval below minimum", _set("resyncInterval", "5s"),
-            "spec.resyncInterval must be at least 10s"),
+    Invalid(
+        "usageCapability not a boolean",
+        _all(_set("openWebUI", OPEN_WEBUI), _set("openWebUI.usageCapability", "on")),
+        "spec.openWebUI.usageCapability",
+    ),
+    Invalid(
+        "resyncInterval words",
+        _set("resyncInterval", "5 minutes"),
+        "spec.resyncInterval must be a duration of h, m and s units",
+    ),
+    Invalid(
+        "resyncInterval days",
+        _set("resyncInterval", "1d"),
+        "spec.resyncInterval must be a duration of h, m and s units",
+    ),
+    Invalid(
+        "resyncInterval below minimum",
+        _set("resyncInterval", "5s"),
+        "spec.resyncInterval must be at least 10s",
+    ),
     Invalid("resyncInterval an integer", _set("resyncInterval", 300), "spec.resyncInterval"),
-    Invalid("unknown deletionPolicy", _set("deletionPolicy", "Orphan"),
-            'spec.deletionPolicy: Unsupported value: "Orphan"'),
+    Invalid(
+        "unknown deletionPolicy",
+        _set("deletionPolicy", "Orphan"),
+        'spec.deletionPolicy: Unsupported value: "Orphan"',
+    ),
     Invalid("suspend not a boolean", _set("suspend", "true"), "spec.suspend"),
 ]

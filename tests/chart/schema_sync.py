@@ -26,8 +26,19 @@ CRD_FILE = CHART / "files" / "crd-langfusetracings.yaml"
 VALUES_SCHEMA = CHART / "values.schema.json"
 
 # JSON-schema keywords that mean the same in a CRD's OpenAPI v3 schema.
-_COPIED = ("type", "enum", "pattern", "minLength", "maxLength", "minItems", "maxItems",
-           "minimum", "maximum", "maxProperties", "required")
+_COPIED = (
+    "type",
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minimum",
+    "maximum",
+    "maxProperties",
+    "required",
+)
 
 _HOST = r"^https?://[^/?#\s@]+$"
 # Patterns that restate the CRD's CEL rules (keyed by dotted path below spec).
@@ -90,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     text = updated_values_schema()
     if args.check:
         if VALUES_SCHEMA.read_text() != text:
-            print(f"{VALUES_SCHEMA} is stale: run python -m tests.chart.schema_sync",
-                  file=sys.stderr)
+            print(
+                f"{VALUES_SCHEMA} is stale: run python -m tests.chart.schema_sync", file=sys.stderr
+            )
             return 1
         return 0
     VALUES_SCHEMA.write_text(text)

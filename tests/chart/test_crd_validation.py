@@ -42,14 +42,16 @@ def objects(kube: ApiClient) -> CustomObjectsApi:
     return CustomObjectsApi(kube)
 
 
-def _create(objects: CustomObjectsApi, namespace: str, body: dict[str, Any],
-            dry_run: bool = True) -> dict[str, Any]:
+def _create(
+    objects: CustomObjectsApi, namespace: str, body: dict[str, Any], dry_run: bool = True
+) -> dict[str, Any]:
     # Strict field validation, as `kubectl apply` does by default.
     kwargs: dict[str, Any] = {"field_validation": "Strict"}
     if dry_run:
         kwargs["dry_run"] = "All"
     result: dict[str, Any] = objects.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body, **kwargs)
+        GROUP, VERSION, namespace, PLURAL, body, **kwargs
+    )
     return result
 
 
@@ -70,9 +72,9 @@ def test_the_base_resource_is_valid(objects: CustomObjectsApi, crd_namespace: st
 
 
 @pytest.mark.parametrize("invalid", INVALID, ids=[case.case for case in INVALID])
-def test_invalid_resource_is_rejected_naming_the_field(objects: CustomObjectsApi,
-                                                       crd_namespace: str,
-                                                       invalid: Invalid) -> None:
+def test_invalid_resource_is_rejected_naming_the_field(
+    objects: CustomObjectsApi, crd_namespace: str, invalid: Invalid
+) -> None:
     from kubernetes.client.exceptions import ApiException
 
     with pytest.raises(ApiException) as rejected:
@@ -83,8 +85,7 @@ def test_invalid_resource_is_rejected_naming_the_field(objects: CustomObjectsApi
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_is_accepted(objects: CustomObjectsApi, crd_namespace: str,
-                             example: Path) -> None:
+def test_example_is_accepted(objects: CustomObjectsApi, crd_namespace: str, example: Path) -> None:
     body = yaml.safe_load(example.read_text())
     created = _create(objects, crd_namespace, body, dry_run=False)
     assert created["metadata"]["name"] == body["metadata"]["name"]
@@ -93,39 +94,66 @@ def test_example_is_accepted(objects: CustomObjectsApi, crd_namespace: str,
 
 def test_openwebui_defaults(objects: CustomObjectsApi, crd_namespace: str) -> None:
     body = valid_resource("with-login")
-    body["spec"]["openWebUI"] = {"url": "http://o:8080",
-                                 "auth": {"credentials": {"secretRef": {"name": "login"}}}}
+    body["spec"]["openWebUI"] = {
+        "url": "http://o:8080",
+        "auth": {"credentials": {"secretRef": {"name": "login"}}},
+    }
     spec = _create(objects, crd_namespace, body)["spec"]["openWebUI"]
     assert spec["usageCapability"] is True
-    assert spec["auth"]["credentials"] == {"secretRef": {"name": "login"},
-                                           "emailKey": "email", "passwordKey": "password"}
+    assert spec["auth"]["credentials"] == {
+        "secretRef": {"name": "login"},
+        "emailKey": "email",
+        "passwordKey": "password",
+    }
 
 
-def test_status_subresource_and_printer_columns(cluster: Cluster, objects: CustomObjectsApi,
-                                                crd_namespace: str) -> None:
+def test_status_subresource_and_printer_columns(
+    cluster: Cluster, objects: CustomObjectsApi, crd_namespace: str
+) -> None:
     _create(objects, crd_namespace, valid_resource("printed"), dry_run=False)
-    status = {"status": {
-        "observedGeneration": 1, "pipelineId": "lft_ns_printed",
-        "conditions": [{"type": "Ready", "status": "False", "reason": "CredentialsInvalid",
-                        "message": "Langfuse answered 401",
-                        "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}],
-        "langfuse": {"projectId": "p", "projectName": "demo", "serverVersion": "3.0.0",
-                     "ingestionMode": "otlp+legacy"},
-        "openWebUI": {"connectionUrl": "http://p:9099"},
-        "lastSyncTime": "2026-01-01T00:00:00Z",
-    }}
+    status = {
+        "status": {
+            "observedGeneration": 1,
+            "pipelineId": "lft_ns_printed",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "CredentialsInvalid",
+                    "message": "Langfuse answered 401",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    "observedGeneration": 1,
+                }
+            ],
+            "langfuse": {
+                "projectId": "p",
+                "projectName": "demo",
+                "serverVersion": "3.0.0",
+                "ingestionMode": "otlp+legacy",
+            },
+            "openWebUI": {"connectionUrl": "http://p:9099"},
+            "lastSyncTime": "2026-01-01T00:00:00Z",
+        }
+    }
     patched = objects.patch_namespaced_custom_object_status(
-        GROUP, VERSION, crd_namespace, PLURAL, "printed", status)
+        GROUP, VERSION, crd_namespace, PLURAL, "printed", status
+    )
     assert patched["status"] == status["status"]  # nothing pruned
     # A status sent to the main resource is ignored (status subresource).
-    objects.patch_namespaced_custom_object(GROUP, VERSION, crd_namespace, PLURAL, "printed",
-                                           {"status": {"pipelineId": "changed"}})
+    objects.patch_namespaced_custom_object(
+        GROUP, VERSION, crd_namespace, PLURAL, "printed", {"status": {"pipelineId": "changed"}}
+    )
     result = cluster.kubectl("get", "lft", "printed", "-n", crd_namespace, "-o", "wide")
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()
     assert header.split() == ["NAME", "READY", "REASON", "FILTER", "LANGFUSE", "AGE"]
-    assert row.split()[:5] == ["printed", "False", "CredentialsInvalid", "lft_ns_printed",
-                               "https://cloud.langfuse.com"]
+    assert row.split()[:5] == [
+        "printed",
+        "False",
+        "CredentialsInvalid",
+        "lft_ns_printed",
+        "https://cloud.langfuse.com",
+    ]
     listed = cluster.kubectl("get", "openwebui-langfuse", "-n", crd_namespace, "-o", "name")
     assert "langfusetracing.openwebui-langfuse.io/printed" in listed.stdout.split()
 

@@ -42,8 +42,9 @@ def _deployments_available(kube: ApiClient, namespace: str) -> dict[str, bool]:
 def _secret(kube: ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
     from kubernetes.client import CoreV1Api, V1ObjectMeta, V1Secret
 
-    CoreV1Api(kube).create_namespaced_secret(namespace, V1Secret(
-        metadata=V1ObjectMeta(name=name), string_data=data))
+    CoreV1Api(kube).create_namespaced_secret(
+        namespace, V1Secret(metadata=V1ObjectMeta(name=name), string_data=data)
+    )
 
 
 def _tracing(kube: ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
@@ -52,7 +53,8 @@ def _tracing(kube: ApiClient, namespace: str, name: str) -> dict[str, Any] | Non
 
     try:
         found: dict[str, Any] = CustomObjectsApi(kube).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name)
+            GROUP, VERSION, namespace, PLURAL, name
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -60,11 +62,14 @@ def _tracing(kube: ApiClient, namespace: str, name: str) -> dict[str, Any] | Non
     return found
 
 
-def test_install_wait_makes_every_deployment_available(helm_cluster: Helm, kube: ApiClient,
-                                                       crd: str, namespace: str) -> None:
+def test_install_wait_makes_every_deployment_available(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
     helm_cluster.ok("install", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
     assert _deployments_available(kube, namespace) == {
-        "owl-openwebui-langfuse-operator": True, "owl-openwebui-langfuse-pipelines": True}
+        "owl-openwebui-langfuse-operator": True,
+        "owl-openwebui-langfuse-pipelines": True,
+    }
 
     from kubernetes.client import CoreV1Api
 
@@ -97,16 +102,22 @@ def _hook_kinds(helm: Helm, namespace: str) -> list[str]:
 
 
 def _delete_crd(cluster: Cluster) -> None:
-    cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true",
-                    timeout=60)
-    wait_for(lambda: cluster.kubectl("get", "crd", CRD_NAME).returncode != 0, 60,
-             f"CRD {CRD_NAME} to be gone")
+    cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", timeout=60)
+    wait_for(
+        lambda: cluster.kubectl("get", "crd", CRD_NAME).returncode != 0,
+        60,
+        f"CRD {CRD_NAME} to be gone",
+    )
 
 
-def test_crd_lifecycle_install_upgrade_uninstall(helm_cluster: Helm, cluster: Cluster,
-                                                 kube: ApiClient, namespace: str,
-                                                 tmp_path: Path,
-                                                 make_namespace: Callable[..., str]) -> None:
+def test_crd_lifecycle_install_upgrade_uninstall(
+    helm_cluster: Helm,
+    cluster: Cluster,
+    kube: ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    make_namespace: Callable[..., str],
+) -> None:
     from kubernetes.client import ApiextensionsV1Api, CoreV1Api, CustomObjectsApi
 
     extensions = ApiextensionsV1Api(kube)
@@ -124,14 +135,26 @@ def test_crd_lifecycle_install_upgrade_uninstall(helm_cluster: Helm, cluster: Cl
 
         # A second release that also wants the CRD fails before creating anything.
         second = make_namespace("second")
-        result = helm_cluster.run("install", "owl", CHART, "-n", second,
-                                  "--set", "pipelines.apiKey.value=k", *WAIT)
+        result = helm_cluster.run(
+            "install", "owl", CHART, "-n", second, "--set", "pipelines.apiKey.value=k", *WAIT
+        )
         assert result.returncode != 0
-        assert (f'CustomResourceDefinition "{CRD_NAME}" in namespace "" exists and cannot be '
-                "imported into the current release") in result.stderr
+        assert (
+            f'CustomResourceDefinition "{CRD_NAME}" in namespace "" exists and cannot be '
+            "imported into the current release"
+        ) in result.stderr
         _release_absent(helm_cluster, kube, second)
-        helm_cluster.ok("install", "owl", CHART, "-n", second, *NO_CRD,
-                        "--set", "pipelines.apiKey.value=k", *WAIT)
+        helm_cluster.ok(
+            "install",
+            "owl",
+            CHART,
+            "-n",
+            second,
+            *NO_CRD,
+            "--set",
+            "pipelines.apiKey.value=k",
+            *WAIT,
+        )
         helm_cluster.ok("uninstall", "owl", "-n", second, "--wait")
 
         # 2. An upgrade to a chart with a changed schema updates the CRD, and adopts the
@@ -149,14 +172,23 @@ def test_crd_lifecycle_install_upgrade_uninstall(helm_cluster: Helm, cluster: Cl
         assert any(d.get("kind") == "LangfuseTracing" for d in documents(manifest))
         assert "LangfuseTracing" not in _hook_kinds(helm_cluster, namespace)
         # The new field is served at once.
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LangfuseTracing",
-                "metadata": {"name": "with-team"}, "spec": {**adopted["spec"], "team": "a"}}
-        created = wait_for(lambda: CustomObjectsApi(kube).create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"), 30,
-            "the upgraded schema to accept spec.team")
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "LangfuseTracing",
+            "metadata": {"name": "with-team"},
+            "spec": {**adopted["spec"], "team": "a"},
+        }
+        created = wait_for(
+            lambda: CustomObjectsApi(kube).create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"
+            ),
+            30,
+            "the upgraded schema to accept spec.team",
+        )
         assert created["spec"]["team"] == "a"
-        CustomObjectsApi(kube).delete_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                               PLURAL, "with-team")
+        CustomObjectsApi(kube).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "with-team"
+        )
 
         # 3. Uninstall runs the pre-delete hook, removes the release, keeps the CRD.
         out = helm_cluster.ok("uninstall", "owl", "-n", namespace, "--wait", "--timeout", "90s")
@@ -164,9 +196,11 @@ def test_crd_lifecycle_install_upgrade_uninstall(helm_cluster: Helm, cluster: Cl
         assert extensions.read_custom_resource_definition(CRD_NAME).metadata.name == CRD_NAME
         assert _tracing(kube, namespace, "owl-openwebui-langfuse") is None
         events = CoreV1Api(kube).list_namespaced_event(namespace).items
-        assert any(e.involved_object.kind == "Job"
-                   and e.involved_object.name == "owl-openwebui-langfuse-pre-delete"
-                   for e in events), "the pre-delete hook Job never ran"
+        assert any(
+            e.involved_object.kind == "Job"
+            and e.involved_object.name == "owl-openwebui-langfuse-pre-delete"
+            for e in events
+        ), "the pre-delete hook Job never ran"
         assert _deployments_available(kube, namespace) == {}
     finally:
         # Give the rest of the session its CRD back, owned by nobody.
@@ -174,9 +208,9 @@ def test_crd_lifecycle_install_upgrade_uninstall(helm_cluster: Helm, cluster: Cl
         apply_crd(cluster)
 
 
-def test_rollback_to_the_first_revision_keeps_the_resource(helm_cluster: Helm,
-                                                           kube: ApiClient, crd: str,
-                                                           namespace: str) -> None:
+def test_rollback_to_the_first_revision_keeps_the_resource(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
     # The first revision rendered the resource as a hook; its post-rollback event recreates it.
     hooked = ["-f", TRACING, *NO_CRD, *WAIT]
     helm_cluster.ok("install", "owl", CHART, "-n", namespace, *hooked)
@@ -185,15 +219,23 @@ def test_rollback_to_the_first_revision_keeps_the_resource(helm_cluster: Helm,
     assert _tracing(kube, namespace, "owl-openwebui-langfuse") is not None
 
 
-def test_every_pod_is_admitted_by_restricted_pod_security(helm_cluster: Helm,
-                                                          kube: ApiClient, crd: str,
-                                                          namespace: str) -> None:
+def test_every_pod_is_admitted_by_restricted_pod_security(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
     from kubernetes.client import CoreV1Api
 
     core = CoreV1Api(kube)
-    core.patch_namespace(namespace, {"metadata": {"labels": {
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest"}}})
+    core.patch_namespace(
+        namespace,
+        {
+            "metadata": {
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                }
+            }
+        },
+    )
     _secret(kube, namespace, "pipelines-api-key", {"api-key": "a-random-test-key"})
     values = ["-f", TRACING_OPEN_WEBUI, *NO_CRD]
     # Deployments only become Available if the ReplicaSets' pods were admitted.
@@ -212,9 +254,12 @@ def test_every_pod_is_admitted_by_restricted_pod_security(helm_cluster: Helm,
         # The pre-delete hook's ServiceAccount exists only while the hook runs; PodSecurity
         # does not look at the account.
         spec = {**template["spec"], "serviceAccountName": "default"}
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"generateName": "admission-", "labels": template["metadata"]["labels"]},
-               "spec": spec}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"generateName": "admission-", "labels": template["metadata"]["labels"]},
+            "spec": spec,
+        }
         created = core.create_namespaced_pod(namespace, pod, dry_run="All")
         assert created.metadata.name.startswith("admission-"), name
     # And the same check catches a pod that is not restricted.
@@ -223,9 +268,16 @@ def test_every_pod_is_admitted_by_restricted_pod_security(helm_cluster: Helm,
     root = dict(templates["Deployment/owl-openwebui-langfuse-pipelines"]["spec"])
     root["securityContext"] = {"runAsUser": 0}
     with pytest.raises(ApiException) as rejected:
-        core.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod",
-                                               "metadata": {"generateName": "root-"},
-                                               "spec": root}, dry_run="All")
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"generateName": "root-"},
+                "spec": root,
+            },
+            dry_run="All",
+        )
     assert 'violates PodSecurity "restricted:latest"' in json.loads(rejected.value.body)["message"]
 
 
@@ -234,14 +286,26 @@ def _release_absent(helm: Helm, kube: ApiClient, namespace: str) -> None:
     assert _deployments_available(kube, namespace) == {}
 
 
-def test_existing_secret_must_exist(helm_cluster: Helm, kube: ApiClient, crd: str,
-                                    namespace: str) -> None:
-    args = ["install", "owl", CHART, "-n", namespace, *NO_CRD,
-            "--set", "pipelines.apiKey.existingSecret=pipelines-key", *WAIT]
+def test_existing_secret_must_exist(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
+    args = [
+        "install",
+        "owl",
+        CHART,
+        "-n",
+        namespace,
+        *NO_CRD,
+        "--set",
+        "pipelines.apiKey.existingSecret=pipelines-key",
+        *WAIT,
+    ]
     result = helm_cluster.run(*args)
     assert result.returncode != 0
-    assert ('pipelines.apiKey.existingSecret: Secret "pipelines-key" not found in namespace '
-            f'"{namespace}"') in result.stderr
+    assert (
+        'pipelines.apiKey.existingSecret: Secret "pipelines-key" not found in namespace '
+        f'"{namespace}"'
+    ) in result.stderr
     _release_absent(helm_cluster, kube, namespace)
 
     _secret(kube, namespace, "pipelines-key", {"other": "x"})
@@ -250,55 +314,87 @@ def test_existing_secret_must_exist(helm_cluster: Helm, kube: ApiClient, crd: st
     _release_absent(helm_cluster, kube, namespace)
 
 
-def test_existing_secret_with_the_default_key_is_refused(helm_cluster: Helm, kube: ApiClient,
-                                                         crd: str, namespace: str) -> None:
+def test_existing_secret_with_the_default_key_is_refused(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
     _secret(kube, namespace, "pipelines-key", {"api-key": "0p3n-w3bu!"})
-    args = ["install", "owl", CHART, "-n", namespace, *NO_CRD,
-            "--set", "pipelines.apiKey.existingSecret=pipelines-key", *WAIT]
+    args = [
+        "install",
+        "owl",
+        CHART,
+        "-n",
+        namespace,
+        *NO_CRD,
+        "--set",
+        "pipelines.apiKey.existingSecret=pipelines-key",
+        *WAIT,
+    ]
     result = helm_cluster.run(*args)
     assert result.returncode != 0
     assert "holds the well-known upstream default key 0p3n-w3bu!" in result.stderr
     _release_absent(helm_cluster, kube, namespace)
 
 
-def test_existing_secret_is_used(helm_cluster: Helm, kube: ApiClient, crd: str,
-                                 namespace: str) -> None:
+def test_existing_secret_is_used(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
     _secret(kube, namespace, "pipelines-key", {"api-key": "a-random-test-key"})
-    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *NO_CRD,
-                    "--set", "pipelines.apiKey.existingSecret=pipelines-key", *WAIT)
+    helm_cluster.ok(
+        "install",
+        "owl",
+        CHART,
+        "-n",
+        namespace,
+        *NO_CRD,
+        "--set",
+        "pipelines.apiKey.existingSecret=pipelines-key",
+        *WAIT,
+    )
     manifest = documents(helm_cluster.ok("get", "manifest", "owl", "-n", namespace))
     assert not by_kind(manifest, "Secret")
-    (pipelines,) = [d for d in by_kind(manifest, "Deployment") if "pipelines" in
-                    d["metadata"]["name"]]
+    (pipelines,) = [
+        d for d in by_kind(manifest, "Deployment") if "pipelines" in d["metadata"]["name"]
+    ]
     env = pipelines["spec"]["template"]["spec"]["containers"][0]["env"][0]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "pipelines-key", "key": "api-key"}
 
 
-def test_notes_warn_when_no_open_webui_pod_matches(helm_cluster: Helm, kube: ApiClient,
-                                                   crd: str, namespace: str) -> None:
+def test_notes_warn_when_no_open_webui_pod_matches(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
     from kubernetes.client import CoreV1Api
 
     out = helm_cluster.ok("install", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
     assert "WARNING: no pod in namespace" in out
     assert "pipelines.networkPolicy.openWebUI.podSelector" in out
-    CoreV1Api(kube).create_namespaced_pod(namespace, {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "open-webui-0",
-                     "labels": {"app.kubernetes.io/component": "open-webui"}},
-        "spec": {"containers": [{"name": "open-webui", "image": "ghcr.io/open-webui/open-webui"}]},
-    })
+    CoreV1Api(kube).create_namespaced_pod(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "open-webui-0",
+                "labels": {"app.kubernetes.io/component": "open-webui"},
+            },
+            "spec": {
+                "containers": [{"name": "open-webui", "image": "ghcr.io/open-webui/open-webui"}]
+            },
+        },
+    )
     out = helm_cluster.ok("upgrade", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
     assert "WARNING" not in out
 
 
-def test_helm_test_hook_is_wired(helm_cluster: Helm, kube: ApiClient, crd: str,
-                                 namespace: str) -> None:
+def test_helm_test_hook_is_wired(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
     """Only the wiring: kwok completes the Job's pod without running the smoke-test command."""
     from kubernetes.client import BatchV1Api
 
     _secret(kube, namespace, "pipelines-api-key", {"api-key": "a-random-test-key"})
-    helm_cluster.ok("install", "owl", CHART, "-n", namespace, "-f", TRACING_OPEN_WEBUI,
-                    *NO_CRD, *WAIT)
+    helm_cluster.ok(
+        "install", "owl", CHART, "-n", namespace, "-f", TRACING_OPEN_WEBUI, *NO_CRD, *WAIT
+    )
     out = helm_cluster.ok("test", "owl", "-n", namespace, "--timeout", "90s")
     assert "owl-openwebui-langfuse-smoke-test" in out
     assert "Phase:          Succeeded" in out or "Succeeded" in out
@@ -308,19 +404,31 @@ def test_helm_test_hook_is_wired(helm_cluster: Helm, kube: ApiClient, crd: str,
     assert job.spec.template.spec.service_account_name == "owl-openwebui-langfuse-operator"
 
 
-def test_bad_tracing_values_leave_nothing_behind(helm_cluster: Helm, kube: ApiClient,
-                                                 crd: str, namespace: str) -> None:
-    result = helm_cluster.run("install", "owl", CHART, "-n", namespace, "-f", TRACING, *NO_CRD,
-                              "--set", "tracing.spec.resyncInterval=5s", *WAIT)
+def test_bad_tracing_values_leave_nothing_behind(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
+    result = helm_cluster.run(
+        "install",
+        "owl",
+        CHART,
+        "-n",
+        namespace,
+        "-f",
+        TRACING,
+        *NO_CRD,
+        "--set",
+        "tracing.spec.resyncInterval=5s",
+        *WAIT,
+    )
     assert result.returncode != 0
     assert "tracing.spec.resyncInterval: must be at least 10s (it is 5s)" in result.stderr
     _release_absent(helm_cluster, kube, namespace)
     assert _tracing(kube, namespace, "owl-openwebui-langfuse") is None
 
 
-def test_helm4_replaces_an_existing_hook_resource(helm_cluster: Helm, kube: ApiClient,
-                                                  crd: str, namespace: str,
-                                                  tmp_path: Path) -> None:
+def test_helm4_replaces_an_existing_hook_resource(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str, tmp_path: Path
+) -> None:
     """Helm 4's implicit before-hook-creation policy: a hook whose object already exists is
     deleted and created anew (recorded in the README's CRD lifecycle table). The chart renders
     the resource as a hook only when the CRD is not served, so this cannot meet a user's
@@ -331,19 +439,33 @@ def test_helm4_replaces_an_existing_hook_resource(helm_cluster: Helm, kube: ApiC
     shutil.copytree(CHART, forced)
     template = forced / "templates" / "langfusetracing.yaml"
     text = template.read_text()
-    template.write_text(text.replace(
-        '{{- $asHook := not (.Capabilities.APIVersions.Has '
-        '"openwebui-langfuse.io/v1alpha1/LangfuseTracing") }}', "{{- $asHook := true }}"))
+    template.write_text(
+        text.replace(
+            "{{- $asHook := not (.Capabilities.APIVersions.Has "
+            '"openwebui-langfuse.io/v1alpha1/LangfuseTracing") }}',
+            "{{- $asHook := true }}",
+        )
+    )
     assert template.read_text() != text
-    existing = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LangfuseTracing",
-                "metadata": {"name": "owl-openwebui-langfuse", "labels": {"mine": "yes"}},
-                "spec": {"langfuse": {"host": "https://other.example",
-                                      "publicKey": {"value": "pk"},
-                                      "secretKey": {"secretKeyRef": {"name": "a", "key": "b"}}},
-                         "pipelines": {"url": "http://p:9099",
-                                       "apiKey": {"secretKeyRef": {"name": "a", "key": "b"}}}}}
+    existing = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "LangfuseTracing",
+        "metadata": {"name": "owl-openwebui-langfuse", "labels": {"mine": "yes"}},
+        "spec": {
+            "langfuse": {
+                "host": "https://other.example",
+                "publicKey": {"value": "pk"},
+                "secretKey": {"secretKeyRef": {"name": "a", "key": "b"}},
+            },
+            "pipelines": {
+                "url": "http://p:9099",
+                "apiKey": {"secretKeyRef": {"name": "a", "key": "b"}},
+            },
+        },
+    }
     before = CustomObjectsApi(kube).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, existing)
+        GROUP, VERSION, namespace, PLURAL, existing
+    )
     helm_cluster.ok("install", "owl", forced, "-n", namespace, "-f", TRACING, *NO_CRD, *WAIT)
     after = _tracing(kube, namespace, "owl-openwebui-langfuse")
     assert after is not None

@@ -24,18 +24,27 @@ if TYPE_CHECKING:
     from tests.world.cluster import Cluster
 
 GROUP, VERSION, PLURAL = "openwebui-langfuse.io", "v1alpha1", "langfusetracings"
-BASE = ["--set", "crd.install=false", "--set", "pipelines.apiKey.value=fixed-test-key",
-        "--wait", "--timeout", "90s"]
+BASE = [
+    "--set",
+    "crd.install=false",
+    "--set",
+    "pipelines.apiKey.value=fixed-test-key",
+    "--wait",
+    "--timeout",
+    "90s",
+]
 OPERATOR_SA = "owl-openwebui-langfuse-operator"
 
 
 def _token(kube: ApiClient, namespace: str, service_account: str) -> str:
     from kubernetes.client import AuthenticationV1TokenRequest, CoreV1Api, V1TokenRequestSpec
 
-    request = AuthenticationV1TokenRequest(spec=V1TokenRequestSpec(audiences=[],
-                                                                   expiration_seconds=600))
+    request = AuthenticationV1TokenRequest(
+        spec=V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+    )
     response = CoreV1Api(kube).create_namespaced_service_account_token(
-        service_account, namespace, request)
+        service_account, namespace, request
+    )
     token: str = response.status.token
     return token
 
@@ -67,13 +76,19 @@ def _allowed(call: Callable[[], Any]) -> bool:
 
 def _tracing_body(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "LangfuseTracing",
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "LangfuseTracing",
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {
-            "langfuse": {"host": "https://cloud.langfuse.com", "publicKey": {"value": "pk"},
-                         "secretKey": {"secretKeyRef": {"name": "lf", "key": "sk"}}},
-            "pipelines": {"url": "http://p:9099",
-                          "apiKey": {"secretKeyRef": {"name": "p", "key": "k"}}},
+            "langfuse": {
+                "host": "https://cloud.langfuse.com",
+                "publicKey": {"value": "pk"},
+                "secretKey": {"secretKeyRef": {"name": "lf", "key": "sk"}},
+            },
+            "pipelines": {
+                "url": "http://p:9099",
+                "apiKey": {"secretKeyRef": {"name": "p", "key": "k"}},
+            },
         },
     }
 
@@ -104,52 +119,93 @@ class OperatorCalls:
 
     def all(self) -> dict[str, Callable[[], Any]]:
         ns, objects, core = self.namespace, self.objects, self.core
-        self.admin_objects.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
-                                                           _tracing_body("rbac"))
+        self.admin_objects.create_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, _tracing_body("rbac")
+        )
         lft = (GROUP, VERSION, ns, PLURAL)
-        ref = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LangfuseTracing", "name": "rbac",
-               "namespace": ns}
+        ref = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "LangfuseTracing",
+            "name": "rbac",
+            "namespace": ns,
+        }
         return {
             "list langfusetracings": lambda: objects.list_namespaced_custom_object(*lft),
             "watch langfusetracings": lambda: _watch_once(
-                lambda **kw: objects.list_namespaced_custom_object(*lft, **kw)),
+                lambda **kw: objects.list_namespaced_custom_object(*lft, **kw)
+            ),
             "get langfusetracing": lambda: objects.get_namespaced_custom_object(*lft, "rbac"),
             "patch finalizer and annotations": lambda: objects.patch_namespaced_custom_object(
-                *lft, "rbac", {"metadata": {"finalizers": ["openwebui-langfuse.io/cleanup"],
-                                            "annotations": {"openwebui-langfuse.io/x": "1"}}}),
+                *lft,
+                "rbac",
+                {
+                    "metadata": {
+                        "finalizers": ["openwebui-langfuse.io/cleanup"],
+                        "annotations": {"openwebui-langfuse.io/x": "1"},
+                    }
+                },
+            ),
             "update langfusetracing": lambda: objects.replace_namespaced_custom_object(
-                *lft, "rbac", objects.get_namespaced_custom_object(*lft, "rbac")),
+                *lft, "rbac", objects.get_namespaced_custom_object(*lft, "rbac")
+            ),
             "get status": lambda: objects.get_namespaced_custom_object_status(*lft, "rbac"),
             "patch status": lambda: objects.patch_namespaced_custom_object_status(
-                *lft, "rbac", {"status": {"pipelineId": "lft_rbac"}}),
+                *lft, "rbac", {"status": {"pipelineId": "lft_rbac"}}
+            ),
             "list secrets": lambda: core.list_namespaced_secret(ns),
             "watch secrets": lambda: _watch_once(
-                lambda **kw: core.list_namespaced_secret(ns, **kw)),
+                lambda **kw: core.list_namespaced_secret(ns, **kw)
+            ),
             "get secret": lambda: core.read_namespaced_secret("langfuse-keys", ns),
             "list configmaps": lambda: core.list_namespaced_config_map(ns),
             "watch configmaps": lambda: _watch_once(
-                lambda **kw: core.list_namespaced_config_map(ns, **kw)),
+                lambda **kw: core.list_namespaced_config_map(ns, **kw)
+            ),
             "get configmap": lambda: core.read_namespaced_config_map("filter", ns),
-            "create core event": lambda: core.create_namespaced_event(ns, {
-                "metadata": {"generateName": "rbac-"}, "involvedObject": ref,
-                "reason": "Test", "message": "rbac", "type": "Normal"}),
+            "create core event": lambda: core.create_namespaced_event(
+                ns,
+                {
+                    "metadata": {"generateName": "rbac-"},
+                    "involvedObject": ref,
+                    "reason": "Test",
+                    "message": "rbac",
+                    "type": "Normal",
+                },
+            ),
             "patch core event": lambda: core.patch_namespaced_event(
-                core.create_namespaced_event(ns, {
-                    "metadata": {"generateName": "rbac-"}, "involvedObject": ref,
-                    "reason": "Test", "message": "rbac", "type": "Normal"}).metadata.name,
-                ns, {"count": 2}),
-            "create events.k8s.io event": lambda: self.events.create_namespaced_event(ns, {
-                "metadata": {"generateName": "rbac-"}, "regarding": ref, "reason": "Test",
-                "note": "rbac", "type": "Normal", "action": "Reconcile",
-                "reportingController": "openwebui-langfuse.io/operator",
-                "reportingInstance": "test",
-                # MicroTime: the client serializes a datetime; with microseconds it parses.
-                "eventTime": datetime.datetime(2026, 1, 1, microsecond=1,
-                                               tzinfo=datetime.UTC)}),
+                core.create_namespaced_event(
+                    ns,
+                    {
+                        "metadata": {"generateName": "rbac-"},
+                        "involvedObject": ref,
+                        "reason": "Test",
+                        "message": "rbac",
+                        "type": "Normal",
+                    },
+                ).metadata.name,
+                ns,
+                {"count": 2},
+            ),
+            "create events.k8s.io event": lambda: self.events.create_namespaced_event(
+                ns,
+                {
+                    "metadata": {"generateName": "rbac-"},
+                    "regarding": ref,
+                    "reason": "Test",
+                    "note": "rbac",
+                    "type": "Normal",
+                    "action": "Reconcile",
+                    "reportingController": "openwebui-langfuse.io/operator",
+                    "reportingInstance": "test",
+                    # MicroTime: the client serializes a datetime; with microseconds it parses.
+                    "eventTime": datetime.datetime(2026, 1, 1, microsecond=1, tzinfo=datetime.UTC),
+                },
+            ),
             "list crds": lambda: self.extensions.list_custom_resource_definition(),
             "watch crds": lambda: _watch_once(self.extensions.list_custom_resource_definition),
             "get crd": lambda: self.extensions.read_custom_resource_definition(
-                "langfusetracings.openwebui-langfuse.io"),
+                "langfusetracings.openwebui-langfuse.io"
+            ),
         }
 
 
@@ -164,19 +220,26 @@ def release_finalizers(kube: ApiClient) -> Iterator[list[str]]:
     objects = CustomObjectsApi(kube)
     for ns in namespaces:
         for item in objects.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]:
-            objects.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
-                                                   item["metadata"]["name"],
-                                                   {"metadata": {"finalizers": None}})
+            objects.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+                item["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+            )
 
 
 def _seed(kube: ApiClient, namespace: str) -> None:
     from kubernetes.client import CoreV1Api
 
     core = CoreV1Api(kube)
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "langfuse-keys"},
-                                              "stringData": {"secret-key": "sk"}})
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "filter"},
-                                                  "data": {"filter.py": "# filter"}})
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "langfuse-keys"}, "stringData": {"secret-key": "sk"}}
+    )
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "filter"}, "data": {"filter.py": "# filter"}}
+    )
 
 
 def _denied_elsewhere(as_operator: ApiClient, namespace: str) -> dict[str, bool]:
@@ -186,8 +249,9 @@ def _denied_elsewhere(as_operator: ApiClient, namespace: str) -> dict[str, bool]
     return {
         "list secrets": _allowed(lambda: core.list_namespaced_secret(namespace)),
         "get secret": _allowed(lambda: core.read_namespaced_secret("langfuse-keys", namespace)),
-        "list langfusetracings": _allowed(lambda: objects.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL)),
+        "list langfusetracings": _allowed(
+            lambda: objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        ),
     }
 
 
@@ -196,23 +260,35 @@ def _never_allowed(as_operator: ApiClient, namespace: str) -> dict[str, bool]:
 
     core, objects = CoreV1Api(as_operator), CustomObjectsApi(as_operator)
     return {
-        "delete langfusetracing": _allowed(lambda: objects.delete_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, "rbac")),
-        "create langfusetracing": _allowed(lambda: objects.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, _tracing_body("by-operator"))),
-        "create secret": _allowed(lambda: core.create_namespaced_secret(
-            namespace, {"metadata": {"name": "by-operator"}})),
-        "delete configmap": _allowed(lambda: core.delete_namespaced_config_map(
-            "filter", namespace)),
+        "delete langfusetracing": _allowed(
+            lambda: objects.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, "rbac"
+            )
+        ),
+        "create langfusetracing": _allowed(
+            lambda: objects.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, _tracing_body("by-operator")
+            )
+        ),
+        "create secret": _allowed(
+            lambda: core.create_namespaced_secret(namespace, {"metadata": {"name": "by-operator"}})
+        ),
+        "delete configmap": _allowed(
+            lambda: core.delete_namespaced_config_map("filter", namespace)
+        ),
         "list pods": _allowed(lambda: core.list_namespaced_pod(namespace)),
         "list secrets in every namespace": _allowed(core.list_secret_for_all_namespaces),
     }
 
 
-def test_operator_rbac_is_enough_and_no_more(helm_cluster: Helm, kube: ApiClient, crd: str,
-                                             namespace: str,
-                                             make_namespace: Callable[..., str],
-                                             release_finalizers: list[str]) -> None:
+def test_operator_rbac_is_enough_and_no_more(
+    helm_cluster: Helm,
+    kube: ApiClient,
+    crd: str,
+    namespace: str,
+    make_namespace: Callable[..., str],
+    release_finalizers: list[str],
+) -> None:
     release_finalizers.append(namespace)
     helm_cluster.ok("install", "owl", CHART, "-n", namespace, *BASE)
     other = make_namespace("unwatched")
@@ -223,21 +299,40 @@ def test_operator_rbac_is_enough_and_no_more(helm_cluster: Helm, kube: ApiClient
     results = {name: _allowed(call) for name, call in calls.items()}
     assert results == dict.fromkeys(calls, True)
     assert _denied_elsewhere(as_operator, other) == {
-        "list secrets": False, "get secret": False, "list langfusetracings": False}
+        "list secrets": False,
+        "get secret": False,
+        "list langfusetracings": False,
+    }
     assert _never_allowed(as_operator, namespace) == {
-        "delete langfusetracing": False, "create langfusetracing": False,
-        "create secret": False, "delete configmap": False, "list pods": False,
-        "list secrets in every namespace": False}
+        "delete langfusetracing": False,
+        "create langfusetracing": False,
+        "create secret": False,
+        "delete configmap": False,
+        "list pods": False,
+        "list secrets in every namespace": False,
+    }
 
 
-def test_watched_namespaces_get_the_rules(helm_cluster: Helm, kube: ApiClient, crd: str,
-                                          namespace: str,
-                                          make_namespace: Callable[..., str],
-                                          release_finalizers: list[str]) -> None:
+def test_watched_namespaces_get_the_rules(
+    helm_cluster: Helm,
+    kube: ApiClient,
+    crd: str,
+    namespace: str,
+    make_namespace: Callable[..., str],
+    release_finalizers: list[str],
+) -> None:
     team, unwatched = make_namespace("team"), make_namespace("unwatched")
     release_finalizers.append(team)
-    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *BASE,
-                    "--set", f"operator.watchNamespaces={{{namespace},{team}}}")
+    helm_cluster.ok(
+        "install",
+        "owl",
+        CHART,
+        "-n",
+        namespace,
+        *BASE,
+        "--set",
+        f"operator.watchNamespaces={{{namespace},{team}}}",
+    )
     for ns in (team, unwatched):
         _seed(kube, ns)
     as_operator = _client_as(kube, _token(kube, namespace, OPERATOR_SA))
@@ -246,22 +341,28 @@ def test_watched_namespaces_get_the_rules(helm_cluster: Helm, kube: ApiClient, c
     assert set(_denied_elsewhere(as_operator, unwatched).values()) == {False}
 
 
-def test_cluster_wide_reaches_every_namespace(helm_cluster: Helm, kube: ApiClient, crd: str,
-                                              namespace: str,
-                                              make_namespace: Callable[..., str],
-                                              release_finalizers: list[str]) -> None:
+def test_cluster_wide_reaches_every_namespace(
+    helm_cluster: Helm,
+    kube: ApiClient,
+    crd: str,
+    namespace: str,
+    make_namespace: Callable[..., str],
+    release_finalizers: list[str],
+) -> None:
     from kubernetes.client import CoreV1Api, CustomObjectsApi
 
     anywhere = make_namespace("anywhere")
     release_finalizers.append(anywhere)
-    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *BASE,
-                    "--set", "operator.clusterWide=true")
+    helm_cluster.ok(
+        "install", "owl", CHART, "-n", namespace, *BASE, "--set", "operator.clusterWide=true"
+    )
     _seed(kube, anywhere)
     as_operator = _client_as(kube, _token(kube, namespace, OPERATOR_SA))
     calls = OperatorCalls(kube, as_operator, anywhere).all()
     assert {name: _allowed(call) for name, call in calls.items()} == dict.fromkeys(calls, True)
-    assert _allowed(lambda: CustomObjectsApi(as_operator).list_cluster_custom_object(
-        GROUP, VERSION, PLURAL))
+    assert _allowed(
+        lambda: CustomObjectsApi(as_operator).list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    )
     assert _allowed(lambda: CoreV1Api(as_operator).list_namespace())
     assert not _allowed(lambda: CoreV1Api(as_operator).list_namespaced_pod(anywhere))
 
@@ -273,12 +374,20 @@ def _token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
     server = next(c for c in admin["clusters"] if c["name"] == current["context"]["cluster"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "hook",
-        "clusters": [server],
-        "users": [{"name": "hook", "user": {"token": token}}],
-        "contexts": [{"name": "hook", "context": {"cluster": server["name"], "user": "hook"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "hook",
+                "clusters": [server],
+                "users": [{"name": "hook", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "hook", "context": {"cluster": server["name"], "user": "hook"}}
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -287,11 +396,22 @@ def hook_rbac(helm_cluster: Helm, cluster: Cluster, namespace: str) -> Iterator[
     """The pre-delete hook's ServiceAccount, Role and RoleBinding, applied as Helm would, and
     the rendered Job's arguments."""
     rendered = helm_cluster.ok(
-        "template", "owl", CHART, "-n", namespace, "-f", str(CHART / "ci" / "tracing-values.yaml"),
-        "--show-only", "templates/pre-delete-serviceaccount.yaml",
-        "--show-only", "templates/pre-delete-role.yaml",
-        "--show-only", "templates/pre-delete-rolebinding.yaml",
-        "--show-only", "templates/pre-delete-job.yaml")
+        "template",
+        "owl",
+        CHART,
+        "-n",
+        namespace,
+        "-f",
+        str(CHART / "ci" / "tracing-values.yaml"),
+        "--show-only",
+        "templates/pre-delete-serviceaccount.yaml",
+        "--show-only",
+        "templates/pre-delete-role.yaml",
+        "--show-only",
+        "templates/pre-delete-rolebinding.yaml",
+        "--show-only",
+        "templates/pre-delete-job.yaml",
+    )
     docs = documents(rendered)
     accounts = yaml.safe_dump_all([d for d in docs if d["kind"] != "Job"])
     result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=accounts.encode())
@@ -300,41 +420,67 @@ def hook_rbac(helm_cluster: Helm, cluster: Cluster, namespace: str) -> Iterator[
     yield job["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def test_pre_delete_command_with_the_hooks_account(cluster: Cluster, kube: ApiClient, crd: str,
-                                                   namespace: str, hook_rbac: list[str],
-                                                   tmp_path: Path,
-                                                   release_finalizers: list[str]) -> None:
+def test_pre_delete_command_with_the_hooks_account(
+    cluster: Cluster,
+    kube: ApiClient,
+    crd: str,
+    namespace: str,
+    hook_rbac: list[str],
+    tmp_path: Path,
+    release_finalizers: list[str],
+) -> None:
     """The hook's exact arguments, run as a local process with the hook's token: it deletes
     the release's resources, waits for the operator's finalizer, and leaves others alone."""
     from kubernetes.client import CustomObjectsApi
 
     objects = CustomObjectsApi(kube)
     release_finalizers.append(namespace)
-    release = {"app.kubernetes.io/instance": "owl", "app.kubernetes.io/name": "openwebui-langfuse",
-               "app.kubernetes.io/component": "tracing"}
+    release = {
+        "app.kubernetes.io/instance": "owl",
+        "app.kubernetes.io/name": "openwebui-langfuse",
+        "app.kubernetes.io/component": "tracing",
+    }
     ours = _tracing_body("owl-openwebui-langfuse", release)
     ours["metadata"]["finalizers"] = ["openwebui-langfuse.io/cleanup"]
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, ours)
-    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                            _tracing_body("someone-elses"))
+    objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, _tracing_body("someone-elses")
+    )
     kubeconfig = _token_kubeconfig(
-        cluster, _token(kube, namespace, "owl-openwebui-langfuse-pre-delete"),
-        tmp_path / "hook.kubeconfig")
+        cluster,
+        _token(kube, namespace, "owl-openwebui-langfuse-pre-delete"),
+        tmp_path / "hook.kubeconfig",
+    )
     command = [str(Path(sys.executable).with_name("openwebui-langfuse")), *hook_rbac]
-    process = subprocess.Popen(command, env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
+
         def deletion_requested() -> bool:
-            found = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                         "owl-openwebui-langfuse")
+            found = objects.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, "owl-openwebui-langfuse"
+            )
             return bool(found["metadata"].get("deletionTimestamp"))
 
         wait_for(deletion_requested, 30, "the hook to delete the release's resource")
         assert process.poll() is None, "the hook did not wait for the finalizer"
         # The operator's part: release the finalizer once cleaned up.
-        threading.Timer(0.5, lambda: objects.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, "owl-openwebui-langfuse",
-            {"metadata": {"finalizers": None}})).start()
+        threading.Timer(
+            0.5,
+            lambda: objects.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                "owl-openwebui-langfuse",
+                {"metadata": {"finalizers": None}},
+            ),
+        ).start()
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:

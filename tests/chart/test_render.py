@@ -134,8 +134,9 @@ def test_tracing_is_a_hook_until_the_crd_is_served(helm: Helm) -> None:
 
     served = helm.template("-f", values, "--api-versions", LFT_API)
     normal = by_kind(documents(served), "LangfuseTracing")[0]
-    assert not any(k.startswith(("helm.sh/", "meta.helm.sh/"))
-                   for k in normal["metadata"]["annotations"])
+    assert not any(
+        k.startswith(("helm.sh/", "meta.helm.sh/")) for k in normal["metadata"]["annotations"]
+    )
     assert normal["spec"] == first_install["spec"]
 
 
@@ -144,8 +145,9 @@ def test_tracing_defaults_to_the_charts_pipelines(helm: Helm) -> None:
     spec = by_kind(documents(rendered), "LangfuseTracing")[0]["spec"]
     assert spec["pipelines"] == {
         "url": "http://owl-openwebui-langfuse-pipelines.tracing.svc:9099",
-        "apiKey": {"secretKeyRef": {"name": "owl-openwebui-langfuse-pipelines-api-key",
-                                    "key": "api-key"}},
+        "apiKey": {
+            "secretKeyRef": {"name": "owl-openwebui-langfuse-pipelines-api-key", "key": "api-key"}
+        },
     }
 
 
@@ -154,14 +156,21 @@ def test_hooks_run_the_contract_commands(helm: Helm) -> None:
     jobs = {d["metadata"]["annotations"]["helm.sh/hook"]: d for d in by_kind(docs, "Job")}
     pre_delete = jobs["pre-delete"]["spec"]["template"]["spec"]["containers"][0]
     assert pre_delete["args"] == [
-        "pre-delete", "--namespace", "tracing", "--selector",
+        "pre-delete",
+        "--namespace",
+        "tracing",
+        "--selector",
         "app.kubernetes.io/instance=owl,app.kubernetes.io/name=openwebui-langfuse,"
         "app.kubernetes.io/component=tracing",
-        "--timeout", "120"]
+        "--timeout",
+        "120",
+    ]
     smoke = jobs["test"]["spec"]["template"]["spec"]["containers"][0]
     assert smoke["args"][:5] == ["smoke-test", "--namespace", "tracing", "--name", "langfuse"]
-    assert smoke["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "open-webui-admin",
-                                                           "key": "api-key"}
+    assert smoke["env"][0]["valueFrom"]["secretKeyRef"] == {
+        "name": "open-webui-admin",
+        "key": "api-key",
+    }
     tracing = by_kind(docs, "LangfuseTracing")[0]
     assert tracing["metadata"]["labels"]["app.kubernetes.io/component"] == "tracing"
 
@@ -175,19 +184,27 @@ def test_no_hooks_without_tracing(helm: Helm) -> None:
 
 
 def _rules(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
-    return {(group, resource, verb) for rule in doc["rules"] for group in rule["apiGroups"]
-            for resource in rule["resources"] for verb in rule["verbs"]}
+    return {
+        (group, resource, verb)
+        for rule in doc["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 NAMESPACED_RULES = {
-    *{("openwebui-langfuse.io", "langfusetracings", v)
-      for v in ("get", "list", "watch", "patch", "update")},
+    *{
+        ("openwebui-langfuse.io", "langfusetracings", v)
+        for v in ("get", "list", "watch", "patch", "update")
+    },
     *{("openwebui-langfuse.io", "langfusetracings/status", v) for v in ("get", "patch", "update")},
     *{("", r, v) for r in ("secrets", "configmaps") for v in ("get", "list", "watch")},
     *{(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")},
 }
-CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions", v)
-            for v in ("get", "list", "watch")}
+CRD_READ = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")
+}
 
 
 def test_rbac_namespaced_by_default(helm: Helm) -> None:
@@ -214,7 +231,9 @@ def test_rbac_cluster_wide(helm: Helm) -> None:
     assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
     (cluster_role,) = by_kind(docs, "ClusterRole")
     assert _rules(cluster_role) == NAMESPACED_RULES | CRD_READ | {
-        ("", "namespaces", "list"), ("", "namespaces", "watch")}
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
+    }
     env = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "OPENWEBUI_LANGFUSE_ALL_NAMESPACES", "value": "true"} in env
     assert not by_kind(docs, "CustomResourceDefinition")
@@ -230,22 +249,28 @@ def test_network_policy_admits_open_webui_and_the_operator_only(helm: Helm) -> N
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert [peer["podSelector"]["matchLabels"] for peer in rule["from"]] == [
         {"app.kubernetes.io/component": "open-webui"},
-        {"app.kubernetes.io/name": "openwebui-langfuse", "app.kubernetes.io/instance": "owl",
-         "app.kubernetes.io/component": "operator"},
+        {
+            "app.kubernetes.io/name": "openwebui-langfuse",
+            "app.kubernetes.io/instance": "owl",
+            "app.kubernetes.io/component": "operator",
+        },
     ]
 
 
 def test_digests_pvc_and_peers(helm: Helm) -> None:
     docs = documents(helm.template("-f", CHART / "ci" / "persistence-values.yaml"))
     images = sorted(c["image"] for _, pod in pod_specs(docs) for c in pod["spec"]["containers"])
-    assert images == ["ghcr.io/open-webui/pipelines@sha256:" + "0" * 64,
-                      "ghcr.io/openwebui-langfuse/operator@sha256:" + "1" * 64]
+    assert images == [
+        "ghcr.io/open-webui/pipelines@sha256:" + "0" * 64,
+        "ghcr.io/openwebui-langfuse/operator@sha256:" + "1" * 64,
+    ]
     (claim,) = by_kind(docs, "PersistentVolumeClaim")
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
     (policy,) = by_kind(docs, "NetworkPolicy")
     peers = policy["spec"]["ingress"][0]["from"]
     assert peers[0]["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": "open-webui"}
+        "kubernetes.io/metadata.name": "open-webui"
+    }
     assert peers[2] == {"podSelector": {"matchLabels": {"app": "monitoring"}}}
     assert all(d["metadata"]["labels"]["team"] == "platform" for d in docs)
 
@@ -253,79 +278,155 @@ def test_digests_pvc_and_peers(helm: Helm) -> None:
 # -- bad values --------------------------------------------------------------------------------
 
 BAD_VALUES: list[tuple[str, list[str], str]] = [
-    ("well-known key", ["--set", "pipelines.apiKey.value=0p3n-w3bu!"],
-     "0p3n-w3bu!"),
-    ("key twice", ["--set", "pipelines.apiKey.value=k", "--set",
-                   "pipelines.apiKey.existingSecret=s"],
-     "pipelines.apiKey: set either existingSecret or value, not both"),
+    ("well-known key", ["--set", "pipelines.apiKey.value=0p3n-w3bu!"], "0p3n-w3bu!"),
+    (
+        "key twice",
+        ["--set", "pipelines.apiKey.value=k", "--set", "pipelines.apiKey.existingSecret=s"],
+        "pipelines.apiKey: set either existingSecret or value, not both",
+    ),
     # Helm merges an empty map into the default; null is how a user empties it.
-    ("empty Open WebUI selector", [*FIXED_KEY, "--set",
-                                   "pipelines.networkPolicy.openWebUI.podSelector=null"],
-     "pipelines.networkPolicy.openWebUI.podSelector: must name the labels"),
-    ("unknown top-level key", [*FIXED_KEY, "--set", "pipeline.enabled=false"],
-     "additional properties 'pipeline' not allowed"),
-    ("unknown nested key", [*FIXED_KEY, "--set", "operator.replicas=2"],
-     "at '/operator': additional properties 'replicas' not allowed"),
-    ("port not a number", [*FIXED_KEY, "--set-string", "pipelines.service.port=http"],
-     "at '/pipelines/service/port'"),
-    ("log format enum", [*FIXED_KEY, "--set", "operator.logFormat=xml"],
-     "at '/operator/logFormat'"),
-    ("bad digest", [*FIXED_KEY, "--set", "pipelines.image.digest=latest"],
-     "at '/pipelines/image/digest'"),
-    ("bad namespace name", [*FIXED_KEY, "--set", "operator.watchNamespaces[0]=Team_A"],
-     "at '/operator/watchNamespaces/0'"),
-    ("tracing without langfuse", [*FIXED_KEY, "--set", "tracing.enabled=true"],
-     "tracing.spec.langfuse: required when tracing.enabled is true"),
-    ("tracing without pipelines", [
-        "--set", "pipelines.enabled=false", "--set", "tracing.enabled=true",
-        "--set", "tracing.spec.langfuse.host=https://cloud.langfuse.com",
-        "--set", "tracing.spec.langfuse.publicKey.value=pk",
-        "--set", "tracing.spec.langfuse.secretKey.secretKeyRef.name=s",
-        "--set", "tracing.spec.langfuse.secretKey.secretKeyRef.key=k"],
-     "tracing.spec.pipelines: required when pipelines.enabled is false"),
-    ("tracing host with path", [*FIXED_KEY, "--set",
-                                "tracing.spec.langfuse.host=https://cloud.langfuse.com/api"],
-     "at '/tracing/spec/langfuse/host'"),
-    ("tracing unknown field", [*FIXED_KEY, "--set", "tracing.spec.langfuse.hostname=x"],
-     "at '/tracing/spec/langfuse': additional properties 'hostname' not allowed"),
-    ("tracing inline secret key", [*FIXED_KEY, "--set",
-                                   "tracing.spec.langfuse.secretKey.value=sk-lf-1"],
-     "at '/tracing/spec/langfuse/secretKey'"),
-    ("tracing bad duration", [*FIXED_KEY, "--set", "tracing.spec.resyncInterval=5 minutes"],
-     "at '/tracing/spec/resyncInterval'"),
-    ("tracing unknown deletionPolicy", [*FIXED_KEY, "--set", "tracing.spec.deletionPolicy=Orphan"],
-     "at '/tracing/spec/deletionPolicy'"),
+    (
+        "empty Open WebUI selector",
+        [*FIXED_KEY, "--set", "pipelines.networkPolicy.openWebUI.podSelector=null"],
+        "pipelines.networkPolicy.openWebUI.podSelector: must name the labels",
+    ),
+    (
+        "unknown top-level key",
+        [*FIXED_KEY, "--set", "pipeline.enabled=false"],
+        "additional properties 'pipeline' not allowed",
+    ),
+    (
+        "unknown nested key",
+        [*FIXED_KEY, "--set", "operator.replicas=2"],
+        "at '/operator': additional properties 'replicas' not allowed",
+    ),
+    (
+        "port not a number",
+        [*FIXED_KEY, "--set-string", "pipelines.service.port=http"],
+        "at '/pipelines/service/port'",
+    ),
+    (
+        "log format enum",
+        [*FIXED_KEY, "--set", "operator.logFormat=xml"],
+        "at '/operator/logFormat'",
+    ),
+    (
+        "bad digest",
+        [*FIXED_KEY, "--set", "pipelines.image.digest=latest"],
+        "at '/pipelines/image/digest'",
+    ),
+    (
+        "bad namespace name",
+        [*FIXED_KEY, "--set", "operator.watchNamespaces[0]=Team_A"],
+        "at '/operator/watchNamespaces/0'",
+    ),
+    (
+        "tracing without langfuse",
+        [*FIXED_KEY, "--set", "tracing.enabled=true"],
+        "tracing.spec.langfuse: required when tracing.enabled is true",
+    ),
+    (
+        "tracing without pipelines",
+        [
+            "--set",
+            "pipelines.enabled=false",
+            "--set",
+            "tracing.enabled=true",
+            "--set",
+            "tracing.spec.langfuse.host=https://cloud.langfuse.com",
+            "--set",
+            "tracing.spec.langfuse.publicKey.value=pk",
+            "--set",
+            "tracing.spec.langfuse.secretKey.secretKeyRef.name=s",
+            "--set",
+            "tracing.spec.langfuse.secretKey.secretKeyRef.key=k",
+        ],
+        "tracing.spec.pipelines: required when pipelines.enabled is false",
+    ),
+    (
+        "tracing host with path",
+        [*FIXED_KEY, "--set", "tracing.spec.langfuse.host=https://cloud.langfuse.com/api"],
+        "at '/tracing/spec/langfuse/host'",
+    ),
+    (
+        "tracing unknown field",
+        [*FIXED_KEY, "--set", "tracing.spec.langfuse.hostname=x"],
+        "at '/tracing/spec/langfuse': additional properties 'hostname' not allowed",
+    ),
+    (
+        "tracing inline secret key",
+        [*FIXED_KEY, "--set", "tracing.spec.langfuse.secretKey.value=sk-lf-1"],
+        "at '/tracing/spec/langfuse/secretKey'",
+    ),
+    (
+        "tracing bad duration",
+        [*FIXED_KEY, "--set", "tracing.spec.resyncInterval=5 minutes"],
+        "at '/tracing/spec/resyncInterval'",
+    ),
+    (
+        "tracing unknown deletionPolicy",
+        [*FIXED_KEY, "--set", "tracing.spec.deletionPolicy=Orphan"],
+        "at '/tracing/spec/deletionPolicy'",
+    ),
 ]
 
 _TRACING_BASE = ["-f", str(CHART / "ci" / "tracing-values.yaml")]
 BAD_TRACING_RULES: list[tuple[str, list[str], str]] = [
-    ("publicKey value and ref", ["--set", "tracing.spec.langfuse.publicKey.secretKeyRef.name=s",
-                                 "--set", "tracing.spec.langfuse.publicKey.secretKeyRef.key=k"],
-     "tracing.spec.langfuse.publicKey: set exactly one of value or secretKeyRef"),
-    ("source url without url", ["--set", "tracing.spec.filter.source=url"],
-     "tracing.spec.filter.url: required when tracing.spec.filter.source is url"),
-    ("configMap with bundled", ["--set", "tracing.spec.filter.configMap.name=c",
-                                "--set", "tracing.spec.filter.configMap.key=k"],
-     "tracing.spec.filter.configMap: only allowed when tracing.spec.filter.source is configMap"),
-    ("two Open WebUI auths", ["--set-json", 'tracing.spec.openWebUI={"url": "http://o:8080", '
-                              '"auth": {"apiKey": {"secretKeyRef": {"name": "a", "key": "b"}}, '
-                              '"credentials": {"secretRef": {"name": "c"}}}}'],
-     "tracing.spec.openWebUI.auth: set exactly one of apiKey or credentials"),
+    (
+        "publicKey value and ref",
+        [
+            "--set",
+            "tracing.spec.langfuse.publicKey.secretKeyRef.name=s",
+            "--set",
+            "tracing.spec.langfuse.publicKey.secretKeyRef.key=k",
+        ],
+        "tracing.spec.langfuse.publicKey: set exactly one of value or secretKeyRef",
+    ),
+    (
+        "source url without url",
+        ["--set", "tracing.spec.filter.source=url"],
+        "tracing.spec.filter.url: required when tracing.spec.filter.source is url",
+    ),
+    (
+        "configMap with bundled",
+        [
+            "--set",
+            "tracing.spec.filter.configMap.name=c",
+            "--set",
+            "tracing.spec.filter.configMap.key=k",
+        ],
+        "tracing.spec.filter.configMap: only allowed when tracing.spec.filter.source is configMap",
+    ),
+    (
+        "two Open WebUI auths",
+        [
+            "--set-json",
+            'tracing.spec.openWebUI={"url": "http://o:8080", '
+            '"auth": {"apiKey": {"secretKeyRef": {"name": "a", "key": "b"}}, '
+            '"credentials": {"secretRef": {"name": "c"}}}}',
+        ],
+        "tracing.spec.openWebUI.auth: set exactly one of apiKey or credentials",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), [(a, m) for _, a, m in BAD_VALUES],
-                         ids=[case for case, _, _ in BAD_VALUES])
+@pytest.mark.parametrize(
+    ("args", "message"), [(a, m) for _, a, m in BAD_VALUES], ids=[case for case, _, _ in BAD_VALUES]
+)
 def test_bad_values_fail_naming_the_value(helm: Helm, args: list[str], message: str) -> None:
     result = helm.run("template", "owl", CHART, "--namespace", "tracing", *args)
     assert result.returncode != 0, result.stdout[:500]
     assert message in result.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [(a, m) for _, a, m in BAD_TRACING_RULES],
-                         ids=[case for case, _, _ in BAD_TRACING_RULES])
-def test_bad_tracing_rules_fail_before_anything_is_created(helm: Helm, args: list[str],
-                                                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(a, m) for _, a, m in BAD_TRACING_RULES],
+    ids=[case for case, _, _ in BAD_TRACING_RULES],
+)
+def test_bad_tracing_rules_fail_before_anything_is_created(
+    helm: Helm, args: list[str], message: str
+) -> None:
     result = helm.run("template", "owl", CHART, "--namespace", "tracing", *_TRACING_BASE, *args)
     assert result.returncode != 0, result.stdout[:500]
     assert message in result.stderr
@@ -339,10 +440,15 @@ def test_readme_is_what_helm_docs_generates(world: World, tmp_path: Path) -> Non
     shutil.copytree(CHART, copy)
     (copy / "README.md").unlink()
     helm_docs = str(world.binary("helm-docs"))
-    subprocess.run([helm_docs, "--chart-search-root", str(tmp_path / "charts")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [helm_docs, "--chart-search-root", str(tmp_path / "charts")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert (copy / "README.md").read_text() == (CHART / "README.md").read_text(), (
-        "charts/openwebui-langfuse/README.md is stale: run helm-docs --chart-search-root charts")
+        "charts/openwebui-langfuse/README.md is stale: run helm-docs --chart-search-root charts"
+    )
 
 
 def test_every_value_is_documented() -> None:
@@ -353,11 +459,17 @@ def test_every_value_is_documented() -> None:
     for path, _ in _leaves(values):
         key = path.split(".")[-1]
         indent = "  " * path.count(".")
-        index = next(i for i, line in enumerate(lines)
-                     if line.startswith(f"{indent}{key}:") and _parents_match(lines, i, path))
+        index = next(
+            i
+            for i, line in enumerate(lines)
+            if line.startswith(f"{indent}{key}:") and _parents_match(lines, i, path)
+        )
         comment = index - 1
-        while comment >= 0 and lines[comment].lstrip().startswith("#") \
-                and not lines[comment].lstrip().startswith("# --"):
+        while (
+            comment >= 0
+            and lines[comment].lstrip().startswith("#")
+            and not lines[comment].lstrip().startswith("# --")
+        ):
             comment -= 1
         if comment < 0 or not lines[comment].lstrip().startswith("# --"):
             undocumented.append(path)
@@ -416,9 +528,11 @@ def _schema_nodes(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, 
 def test_every_crd_field_has_a_description() -> None:
     crd = yaml.safe_load(CRD_FILE.read_text())
     root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    missing = [path for path, node in _schema_nodes(root, "")
-               if path not in ("", ".metadata") and not node.get("description")
-               and not path.endswith("[]")]
+    missing = [
+        path
+        for path, node in _schema_nodes(root, "")
+        if path not in ("", ".metadata") and not node.get("description") and not path.endswith("[]")
+    ]
     assert missing == []
 
 
@@ -435,16 +549,23 @@ def test_crd_template_renders_the_file(helm: Helm) -> None:
 _VALID_AS_VALUES = {"no pipelines"}
 
 
-@pytest.mark.parametrize("invalid", [c for c in INVALID if c.case not in _VALID_AS_VALUES],
-                         ids=[c.case for c in INVALID if c.case not in _VALID_AS_VALUES])
-def test_invalid_resource_as_tracing_values_fails_before_install(helm: Helm, tmp_path: Path,
-                                                                 invalid: Invalid) -> None:
+@pytest.mark.parametrize(
+    "invalid",
+    [c for c in INVALID if c.case not in _VALID_AS_VALUES],
+    ids=[c.case for c in INVALID if c.case not in _VALID_AS_VALUES],
+)
+def test_invalid_resource_as_tracing_values_fails_before_install(
+    helm: Helm, tmp_path: Path, invalid: Invalid
+) -> None:
     """Every resource the API server rejects is rejected as `tracing.spec` already by Helm's
     schema or the templates, so a first install never half-creates a release."""
     spec = invalid.resource("from-values").get("spec", {})
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump({"tracing": {"enabled": True, "spec": spec},
-                                      "pipelines": {"apiKey": {"value": "k"}}}))
+    values.write_text(
+        yaml.safe_dump(
+            {"tracing": {"enabled": True, "spec": spec}, "pipelines": {"apiKey": {"value": "k"}}}
+        )
+    )
     result = helm.run("template", "owl", CHART, "--namespace", "tracing", "-f", values)
     assert result.returncode != 0, f"accepted by the chart: {spec}"
     assert "tracing" in result.stderr
