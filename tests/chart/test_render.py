@@ -373,6 +373,12 @@ BAD_VALUES: list[tuple[str, list[str], str]] = [
 _TRACING_BASE = ["-f", str(CHART / "ci" / "tracing-values.yaml")]
 BAD_TRACING_RULES: list[tuple[str, list[str], str]] = [
     (
+        "release namespace not watched",
+        ["--set", "operator.watchNamespaces={team-a}"],
+        'tracing.enabled: the LangfuseTracing is created in the release namespace "tracing", '
+        "which operator.watchNamespaces leaves out",
+    ),
+    (
         "publicKey value and ref",
         [
             "--set",

@@ -20,6 +20,9 @@ values fail before Helm creates anything rather than half way through an install
 {{- $ref := dict "name" (include "openwebui-langfuse.pipelines.apiKeySecretName" .) "key" .Values.pipelines.apiKey.secretKey }}
 {{- $_ := set $spec "pipelines" (dict "url" $url "apiKey" (dict "secretKeyRef" $ref)) }}
 {{- end }}
+{{- if not (or .Values.operator.clusterWide (has .Release.Namespace (include "openwebui-langfuse.watchNamespaces" . | fromJsonArray))) }}
+{{- fail (printf "tracing.enabled: the LangfuseTracing is created in the release namespace %q, which operator.watchNamespaces leaves out: add it there" .Release.Namespace) }}
+{{- end }}
 {{- include "openwebui-langfuse.tracing.validate" $spec }}
 {{- toYaml $spec }}
 {{- end }}
