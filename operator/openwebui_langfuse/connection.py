@@ -53,6 +53,7 @@ from openwebui_langfuse.clients.openwebui import (
     OpenWebUIServerError,
     OpenWebUIUnauthorized,
     OpenWebUIUnreachable,
+    TokenCache,
 )
 
 __all__ = [
@@ -77,6 +78,9 @@ FORBIDDEN_CONFIG_KEYS = ("model_ids", "prefix_id")
 MAX_WRITE_ATTEMPTS = 3
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: JWTs of CredentialsAuth sign-ins, shared by the short-lived clients of this process.
+_TOKENS = TokenCache()
 
 
 # -- outcome ------------------------------------------------------------------------------------
@@ -362,7 +366,7 @@ async def sync_connection(
     timeout: float = 10.0,  # noqa: ASYNC109 - per HTTP request, not a deadline for the whole call
 ) -> ConnectionOutcome:
     """Make Open WebUI use Pipelines at ``connection_url`` and confirm it sees the filter."""
-    async with OpenWebUIClient(openwebui_url, auth, timeout=timeout) as client:
+    async with OpenWebUIClient(openwebui_url, auth, timeout=timeout, token_cache=_TOKENS) as client:
         return await sync_connection_with(
             client,
             connection_url=connection_url,
@@ -380,7 +384,7 @@ async def remove_connection(
     timeout: float = 10.0,  # noqa: ASYNC109 - per HTTP request, not a deadline for the whole call
 ) -> ConnectionOutcome:
     """Remove only the connection with this URL; every other connection keeps its config."""
-    async with OpenWebUIClient(openwebui_url, auth, timeout=timeout) as client:
+    async with OpenWebUIClient(openwebui_url, auth, timeout=timeout, token_cache=_TOKENS) as client:
         return await remove_connection_with(client, connection_url=connection_url)
 
 

@@ -164,6 +164,18 @@ async def test_register_with_email_and_password(
     assert_person_connections_untouched(openai_config(owui))
 
 
+async def test_resyncs_with_credentials_do_not_sign_in_every_time(
+    owui_config: OpenWebUI, filter_pipelines: PipelinesServer
+) -> None:
+    # Open WebUI refuses the 16th sign-in of an email within 3 minutes (HTTP 429); a resync
+    # loop that signed in on every pass would lock itself out.
+    owui = owui_config
+    auth = CredentialsAuth(owui.admin_email, owui.admin_password)
+    for attempt in range(16):
+        outcome = await sync(owui, filter_pipelines, auth)
+        assert outcome.reason == "Registered", f"pass {attempt}: {outcome.message}"
+
+
 async def test_usage_capability_merges_with_existing_defaults(
     owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
 ) -> None:

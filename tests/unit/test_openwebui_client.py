@@ -16,6 +16,7 @@ from openwebui_langfuse.clients.openwebui import (
     OpenWebUIUnauthorized,
     OpenWebUIUnexpectedResponse,
     OpenWebUIUnreachable,
+    TokenCache,
 )
 
 BASE = "http://owui.test"
@@ -243,3 +244,41 @@ async def test_urls_that_cannot_be_reached_are_unreachable_not_a_crash(url: str)
         with pytest.raises(OpenWebUIUnreachable) as caught:
             await owui.get_openai_config()
     assert_no_secret(str(caught.value))
+
+
+async def test_a_token_cache_spares_sign_ins_across_clients() -> None:
+    server = SignInServer()
+    cache = TokenCache()
+    auth = CredentialsAuth("admin@example.com", PASSWORD)
+    for _ in range(3):
+        async with OpenWebUIClient(
+            BASE, auth, transport=httpx.MockTransport(server), token_cache=cache
+        ) as owui:
+            await owui.get_openai_config()
+    assert server.signins == 1
+
+    server.expire_all()  # revoked: the next client signs in again, once, and caches that
+    for _ in range(2):
+        async with OpenWebUIClient(
+            BASE, auth, transport=httpx.MockTransport(server), token_cache=cache
+        ) as owui:
+            await owui.get_openai_config()
+    assert server.signins == 2
+
+
+def test_a_token_cache_never_hands_a_token_to_another_password() -> None:
+    cache = TokenCache()
+    cache.put(BASE, CredentialsAuth("admin@example.com", PASSWORD), "jwt-1")
+    assert cache.get(BASE, CredentialsAuth("admin@example.com", PASSWORD)) == "jwt-1"
+    assert cache.get(BASE, CredentialsAuth("admin@example.com", "rotated")) is None
+    assert cache.get("http://other", CredentialsAuth("admin@example.com", PASSWORD)) is None
+    assert PASSWORD not in repr(cache.__dict__)
+
+
+async def test_rate_limited_sign_in_is_a_retryable_server_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json={"detail": "rate limit exceeded"})
+
+    async with client(handler, CredentialsAuth("admin@example.com", PASSWORD)) as owui:
+        with pytest.raises(OpenWebUIServerError, match="429"):
+            await owui.get_openai_config()

@@ -11,6 +11,8 @@ Facts this rests on: shared/reference/openwebui-api.md §1 (the ``/openai/config
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -28,6 +30,7 @@ __all__ = [
     "OpenWebUIUnexpectedResponse",
     "OpenWebUIUnreachable",
     "PipelinesConnection",
+    "TokenCache",
 ]
 
 SIGNIN_PATH = "/api/v1/auths/signin"
@@ -80,7 +83,7 @@ class OpenWebUIUnreachable(OpenWebUIError):
 
 
 class OpenWebUIServerError(OpenWebUIError):
-    """Open WebUI answered 5xx."""
+    """Open WebUI answered 5xx, or 429 (it rate-limits sign-ins): worth retrying later."""
 
 
 class OpenWebUIUnexpectedResponse(OpenWebUIError):
@@ -153,12 +156,42 @@ class PipelinesConnection:
 # -- client -------------------------------------------------------------------------------------
 
 
+class TokenCache:
+    """JWTs by (Open WebUI URL, email), for clients that live for one reconcile pass each.
+
+    Open WebUI counts every sign-in per email (15 in 3 minutes, then HTTP 429) and a JWT lives
+    4 weeks by default, so signing in on every resync of every resource would be wasteful and
+    could lock the operator out. A token is only handed out for the same password (compared
+    by digest; nothing here is ever logged), so a rotated password signs in afresh.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str], tuple[bytes, str]] = {}
+
+    @staticmethod
+    def _digest(password: str) -> bytes:
+        return hashlib.sha256(password.encode()).digest()
+
+    def get(self, base_url: str, auth: CredentialsAuth) -> str | None:
+        entry = self._tokens.get((base_url, auth.email))
+        if entry is not None and hmac.compare_digest(entry[0], self._digest(auth.password)):
+            return entry[1]
+        return None
+
+    def put(self, base_url: str, auth: CredentialsAuth, token: str) -> None:
+        self._tokens[(base_url, auth.email)] = (self._digest(auth.password), token)
+
+    def drop(self, base_url: str, auth: CredentialsAuth) -> None:
+        self._tokens.pop((base_url, auth.email), None)
+
+
 class OpenWebUIClient:
     """One Open WebUI server, one admin identity. Use as ``async with``.
 
-    With :class:`CredentialsAuth` the client signs in lazily, caches the JWT for its lifetime and
-    signs in again once when a call answers 401 (the token expired or was revoked); a second 401
-    means the account is not (or no longer) an admin.
+    With :class:`CredentialsAuth` the client signs in lazily, caches the JWT for its lifetime
+    (and in ``token_cache`` when given, for the next client) and signs in again once when a call
+    answers 401 (the token expired or was revoked); a second 401 means the account is not (or no
+    longer) an admin.
     """
 
     def __init__(
@@ -168,11 +201,18 @@ class OpenWebUIClient:
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        token_cache: TokenCache | None = None,
     ) -> None:
         self._auth = auth
-        self._token: str | None = auth.api_key if isinstance(auth, ApiKeyAuth) else None
+        self._base_url = base_url.rstrip("/")
+        self._token_cache = token_cache
+        self._token: str | None
+        if isinstance(auth, ApiKeyAuth):
+            self._token = auth.api_key
+        else:
+            self._token = token_cache.get(self._base_url, auth) if token_cache else None
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
+            base_url=self._base_url,
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
@@ -274,6 +314,8 @@ class OpenWebUIClient:
             # The cached JWT may have expired or been revoked (sign-out, password change,
             # secret-key rotation): one fresh sign-in, then a second 401 is the account's fault.
             self._token = None
+            if self._token_cache is not None:
+                self._token_cache.drop(self._base_url, self._auth)
             await self._sign_in()
             response = await self._send(method, path, what, **kwargs)
         if response.status_code in (401, 403):
@@ -323,6 +365,8 @@ class OpenWebUIClient:
         if body.get("role") != "admin":
             raise OpenWebUIUnauthorized("the signed-in account is not an admin")
         self._token = token
+        if self._token_cache is not None:
+            self._token_cache.put(self._base_url, self._auth, token)
 
 
 def _refusal_message(auth: ApiKeyAuth | CredentialsAuth, what: str) -> str:
@@ -338,7 +382,7 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    if status >= 500:
+    if status >= 500 or status == 429:
         raise OpenWebUIServerError(f"{what}: Open WebUI answered HTTP {status}", status=status)
     raise OpenWebUIUnexpectedResponse(f"{what}: Open WebUI answered HTTP {status}", status=status)
 
