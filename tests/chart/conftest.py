@@ -1,9 +1,10 @@
 """Fixtures of the chart tests that need the cluster.
 
-The CRD is cluster-scoped and the session shares one cluster: ``crd`` applies it once from the
-chart's file (server-side, without Helm's ownership metadata); tests that install the chart
-therefore pass ``crd.install=false``, except the CRD-lifecycle test, which removes the CRD,
-lets Helm own it, and restores this state when it ends.
+The CRD is cluster-scoped and the session shares one cluster: ``crd`` applies it from the
+chart's file for a test module (server-side, without Helm's ownership metadata) and deletes it
+after; tests that install the chart therefore pass ``crd.install=false``, except the
+CRD-lifecycle test, which removes the CRD, lets Helm own it, and restores this state when it
+ends.
 """
 
 from __future__ import annotations
@@ -48,10 +49,23 @@ def apply_crd(cluster: Cluster) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.fixture(scope="session")
-def crd(cluster: Cluster) -> str:
+def delete_crd(cluster: Cluster) -> None:
+    """Delete the CRD (and with it every LangfuseTracing) and wait until it is gone."""
+    cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", timeout=60)
+    wait_for(
+        lambda: cluster.kubectl("get", "crd", CRD_NAME).returncode != 0,
+        60,
+        f"CRD {CRD_NAME} to be gone",
+    )
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Cluster) -> Iterator[str]:
+    """The CRD for one test module, deleted afterwards: later tests of the session (e2e ones
+    that let Helm install the CRD, say) find the cluster as if the chart tests never ran."""
     apply_crd(cluster)
-    return CRD_NAME
+    yield CRD_NAME
+    delete_crd(cluster)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from tests.chart.conftest import apply_crd
+from tests.chart.conftest import apply_crd, delete_crd
 from tests.chart.helm import CHART, CRD_FILE, CRD_NAME, Helm, by_kind, documents, pod_specs
 from tests.world.poll import wait_for
 
@@ -101,15 +101,6 @@ def _hook_kinds(helm: Helm, namespace: str) -> list[str]:
     return [d["kind"] for d in documents(helm.ok("get", "hooks", "owl", "-n", namespace))]
 
 
-def _delete_crd(cluster: Cluster) -> None:
-    cluster.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=true", timeout=60)
-    wait_for(
-        lambda: cluster.kubectl("get", "crd", CRD_NAME).returncode != 0,
-        60,
-        f"CRD {CRD_NAME} to be gone",
-    )
-
-
 def test_crd_lifecycle_install_upgrade_uninstall(
     helm_cluster: Helm,
     cluster: Cluster,
@@ -121,7 +112,7 @@ def test_crd_lifecycle_install_upgrade_uninstall(
     from kubernetes.client import ApiextensionsV1Api, CoreV1Api, CustomObjectsApi
 
     extensions = ApiextensionsV1Api(kube)
-    _delete_crd(cluster)  # a cluster that never saw the chart
+    delete_crd(cluster)  # a cluster that never saw the chart
     try:
         # 1. One install creates the CRD and the resource (as a hook the first time).
         out = helm_cluster.ok("install", "owl", CHART, "-n", namespace, "-f", TRACING, *WAIT)
@@ -204,7 +195,7 @@ def test_crd_lifecycle_install_upgrade_uninstall(
         assert _deployments_available(kube, namespace) == {}
     finally:
         # Give the rest of the session its CRD back, owned by nobody.
-        _delete_crd(cluster)
+        delete_crd(cluster)
         apply_crd(cluster)
 
 
