@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.resources
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -33,8 +32,6 @@ from openwebui_langfuse.models import (
     parse_spec,
 )
 
-BUNDLED_FILTER_PACKAGE = "openwebui_langfuse.filters"
-BUNDLED_FILTER_FILE = "langfuse_tracing_filter.py"
 Outcome = Literal["ok", "temporary", "permanent"]
 
 
@@ -174,8 +171,10 @@ class ReconcileResult:
 
 
 def bundled_filter_source() -> bytes:
-    """The bundled filter file, shipped as package data by the filter module."""
-    return (importlib.resources.files(BUNDLED_FILTER_PACKAGE) / BUNDLED_FILTER_FILE).read_bytes()
+    """The bundled filter file, shipped as package data by ``openwebui_langfuse.filters``."""
+    from openwebui_langfuse.filters import bundled_filter_bytes
+
+    return bundled_filter_bytes()
 
 
 def _digest(content: bytes) -> str:
@@ -324,7 +323,7 @@ async def _filter_content(p: _Pass) -> tuple[bytes | None, str]:
     if f.source == "bundled":
         try:
             content = bundled_filter_source()
-        except (FileNotFoundError, ModuleNotFoundError):
+        except (FileNotFoundError, ImportError):
             raise MissingReference(
                 "BundledFilterMissing", "the operator package ships no bundled filter"
             ) from None
