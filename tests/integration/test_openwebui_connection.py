@@ -8,7 +8,10 @@ filter installed. Tests that need restarts start an Open WebUI of their own.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import socket
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +177,59 @@ async def test_resyncs_with_credentials_do_not_sign_in_every_time(
     for attempt in range(16):
         outcome = await sync(owui, filter_pipelines, auth)
         assert outcome.reason == "Registered", f"pass {attempt}: {outcome.message}"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers (a hung provider)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+async def test_a_hung_provider_of_a_person_does_not_look_like_open_webui_down(
+    owui_config: OpenWebUI,
+    filter_pipelines: PipelinesServer,
+    admin_api_key: str,
+    silent_server: str,
+) -> None:
+    # Open WebUI waits up to 10 s for each connection's model list; with the per-request
+    # timeout at 10 s too, the model-listing calls need (and get) extra time.
+    owui = owui_config
+    owui.set_connections(
+        [*PERSON_URLS, silent_server],
+        [*PERSON_KEYS, "hung-key"],
+        copy.deepcopy(PERSON_CONFIGS),
+    )
+    outcome = await sync_connection(
+        openwebui_url=owui.url,
+        auth=ApiKeyAuth(admin_api_key),
+        connection_url=filter_pipelines.url,
+        pipelines_key=filter_pipelines.api_key,
+        usage_capability=False,
+        pipeline_id=RECORDING_FILTER_ID,
+        timeout=10.0,
+    )
+    assert (outcome.registered, outcome.reason) == (True, "Registered"), outcome.message
 
 
 async def test_usage_capability_merges_with_existing_defaults(

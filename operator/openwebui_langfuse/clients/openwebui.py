@@ -44,6 +44,11 @@ CONFIG_NAMESPACE_PATH = "/api/v1/configs/namespace"
 USER_INFO_PATH = "/api/v1/users/user/info"
 USER_INFO_UPDATE_PATH = "/api/v1/users/user/info/update"
 
+#: Extra seconds for calls that make Open WebUI list every connection's models: it waits up to
+#: AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST (10 s by default) for each, so one slow provider of a
+#: person's must not look like Open WebUI itself being unreachable.
+MODEL_LIST_SLACK = 20.0
+
 
 # -- auth ---------------------------------------------------------------------------------------
 
@@ -206,6 +211,7 @@ class OpenWebUIClient:
         self._auth = auth
         self._base_url = base_url.rstrip("/")
         self._token_cache = token_cache
+        self._slow = httpx.Timeout(timeout + MODEL_LIST_SLACK)
         self._token: str | None
         if isinstance(auth, ApiKeyAuth):
             self._token = auth.api_key
@@ -249,12 +255,14 @@ class OpenWebUIClient:
         Filters only take part in chats after this (reference §3.3). Returns the chat-visible
         models (filters are hidden from this list).
         """
-        body = await self._admin_json("GET", MODELS_REFRESH_PATH, params={"refresh": "true"})
+        body = await self._admin_json(
+            "GET", MODELS_REFRESH_PATH, params={"refresh": "true"}, timeout=self._slow
+        )
         return _data_list(body, "GET /api/models")
 
     async def list_pipelines_connections(self) -> list[PipelinesConnection]:
         """``GET /api/v1/pipelines/list``: the connections whose ``/models`` says ``pipelines``."""
-        body = await self._admin_json("GET", PIPELINES_LIST_PATH)
+        body = await self._admin_json("GET", PIPELINES_LIST_PATH, timeout=self._slow)
         found: list[PipelinesConnection] = []
         for entry in _data_list(body, "GET /api/v1/pipelines/list"):
             url, idx = entry.get("url"), entry.get("idx")
@@ -267,7 +275,7 @@ class OpenWebUIClient:
 
         Unlike ``/api/models`` this still holds the filters, each with ``pipeline.type``.
         """
-        body = await self._admin_json("GET", f"/openai/models/{idx}")
+        body = await self._admin_json("GET", f"/openai/models/{idx}", timeout=self._slow)
         return _data_list(body, "GET /openai/models/{idx}")
 
     async def get_models_config(self) -> dict[str, Any]:
