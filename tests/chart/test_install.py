@@ -193,6 +193,25 @@ def test_crd_lifecycle_install_upgrade_uninstall(
             for e in events
         ), "the pre-delete hook Job never ran"
         assert _deployments_available(kube, namespace) == {}
+
+        # 4. The kept CRD still names the gone release as its owner: a new release takes it
+        #    over explicitly, and then upgrades it like the first did.
+        successor = make_namespace("successor")
+        helm_cluster.ok(
+            "install",
+            "next",
+            CHART,
+            "-n",
+            successor,
+            "--take-ownership",
+            "--set",
+            "pipelines.apiKey.value=k",
+            *WAIT,
+        )
+        crd = extensions.read_custom_resource_definition(CRD_NAME)
+        assert crd.metadata.annotations["meta.helm.sh/release-name"] == "next"
+        assert crd.metadata.annotations["meta.helm.sh/release-namespace"] == successor
+        helm_cluster.ok("uninstall", "next", "-n", successor, "--wait")
     finally:
         # Give the rest of the session its CRD back, owned by nobody.
         delete_crd(cluster)
