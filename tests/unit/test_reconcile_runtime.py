@@ -1,0 +1,183 @@
+"""The runtime around the pass: reading references, workers, backoff, suspend, Events, Step 5."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+from openwebui_langfuse.config import Settings
+from openwebui_langfuse.reconcile import ConnectionResult, MissingReference
+from openwebui_langfuse.runtime import IndexReader, Runtime, Worker
+
+from tests.unit.test_reconcile import (
+    PIPELINES_KEY,
+    SECRET,
+    FakeLangfuse,
+    FakePipelines,
+    spec,
+)
+from tests.world.poll import async_wait_for
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_index_reader_decodes_and_names_what_is_missing() -> None:
+    reader = IndexReader(
+        {("ns", "s"): [{"k": b64("value\n"), "bad": "%%%"}]},
+        {("ns", "c"): [{"f.py": "print()"}]},
+    )
+    assert reader.secret_value("ns", "s", "k") == "value"
+    assert reader.config_map_value("ns", "c", "f.py") == "print()"
+    for call, reason in [
+        (lambda: reader.secret_value("ns", "nope", "k"), "SecretNotFound"),
+        (lambda: reader.secret_value("ns", "s", "nope"), "SecretKeyNotFound"),
+        (lambda: reader.secret_value("ns", "s", "bad"), "SecretKeyInvalid"),
+        (lambda: reader.config_map_value("ns", "nope", "f"), "ConfigMapNotFound"),
+        (lambda: reader.config_map_value("ns", "c", "nope"), "ConfigMapKeyNotFound"),
+    ]:
+        with pytest.raises(MissingReference) as info:
+            call()
+        assert info.value.reason == reason
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.outcome = ConnectionResult(True, "Registered", "Open WebUI uses Pipelines",
+                                        "http://p:9099", True, False)
+        self.synced: list[dict[str, Any]] = []
+        self.removed: list[dict[str, Any]] = []
+
+    def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any:
+        return ("key", api_key) if api_key else ("creds", email, password)
+
+    async def sync(self, **kwargs: Any) -> ConnectionResult:
+        self.synced.append(kwargs)
+        return self.outcome
+
+    async def remove(self, **kwargs: Any) -> ConnectionResult:
+        self.removed.append(kwargs)
+        return ConnectionResult(False, "Removed", "", kwargs["connection_url"], True, False)
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.runtime = Runtime(Settings(namespaces=("ns",)), kube=None, emit=self.emit)
+        self.pipelines = FakePipelines()
+        self.langfuse = FakeLangfuse()
+        self.connection = FakeConnection()
+        self.runtime.upstreams.pipelines = self.pipelines.client
+        self.runtime.upstreams.langfuse = self.langfuse.client
+        self.runtime.upstreams.connection = self.connection
+        self.secrets: dict[tuple[str, str], list[dict[str, str]]] = {
+            ("ns", "lf"): [{"pk": b64("pk-lf-1"), "sk": b64(SECRET)}],
+            ("ns", "pl"): [{"key": b64(PIPELINES_KEY)}],
+            ("ns", "owui"): [{"email": b64("admin@example.com"), "password": b64("pw-123456")}],
+        }
+        self.config_maps = {("ns", "cm"): [{"filter.py": "class Pipeline: ...\n"}]}
+        self.reader = IndexReader(self.secrets, self.config_maps)
+
+    def emit(self, body: Any, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+
+def body(raw_spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": "tracing", "generation": generation},
+            "spec": raw_spec, "status": {}}
+
+
+async def test_pass_writes_status_and_emits_only_transitions() -> None:
+    h = Harness()
+    worker = Worker(key=("ns", "tracing"), status={})
+    delay = await h.runtime.pass_once(worker, body(spec()), h.reader)
+    assert delay == 300
+    assert worker.status is not None
+    ready = next(c for c in worker.status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    reasons = [e[1] for e in h.events]
+    assert "Ready" in reasons and "Synced" in reasons
+    h.events.clear()
+    await h.runtime.pass_once(worker, body(spec()), h.reader)
+    assert h.events == []  # nothing changed: no Event, no status write
+
+
+async def test_temporary_errors_back_off_then_reset() -> None:
+    h = Harness()
+    h.pipelines.down = True
+    worker = Worker(key=("ns", "tracing"), status={})
+    delays = [await h.runtime.pass_once(worker, body(spec()), h.reader) for _ in range(3)]
+    assert delays == [1.0, 2.0, 4.0]
+    h.pipelines.down = False
+    assert await h.runtime.pass_once(worker, body(spec()), h.reader) == 300
+    assert worker.backoff == 1.0
+
+
+async def test_suspended_resource_is_left_alone() -> None:
+    h = Harness()
+    worker = Worker(key=("ns", "tracing"), status={})
+    raw = {**spec(), "suspend": True, "resyncInterval": "1m"}
+    assert await h.runtime.pass_once(worker, body(raw), h.reader) == 60
+    assert h.pipelines.writes == []
+    assert worker.status is not None
+    reconciling = next(c for c in worker.status["conditions"] if c["type"] == "Reconciling")
+    assert reconciling["reason"] == "Suspended"
+
+
+async def test_wake_interrupts_the_sleep() -> None:
+    h = Harness()
+    stop = asyncio.Event()
+    spec_body = body(spec())
+    task = asyncio.create_task(h.runtime.run_worker(
+        spec_body, h.reader, stopped=stop.is_set, wait_stopped=stop.wait))
+    async def first_pass_done() -> bool:
+        return bool(h.pipelines.writes)
+
+    await async_wait_for(first_pass_done, 2, "the first pass", interval=0.005)
+    h.secrets[("ns", "lf")] = [{"pk": b64("pk-lf-1"), "sk": b64("sk-lf-rotated-value")}]
+    h.langfuse.good = ("pk-lf-1", "sk-lf-rotated-value")
+    assert h.runtime.wake("ns", "tracing")
+
+    async def rotated() -> bool:
+        return h.pipelines.valves["lft_ns_tracing"]["secret_key"] == "sk-lf-rotated-value"
+
+    # Far below the 300 s resync: only the wake-up can have done it.
+    await async_wait_for(rotated, 2, "the woken pass", interval=0.005)
+    stop.set()
+    await asyncio.wait_for(task, 2)
+    assert ("ns", "tracing") not in h.runtime.workers
+    await h.runtime.aclose()
+
+
+async def test_open_webui_step_and_its_cleanup() -> None:
+    h = Harness()
+    raw = spec()
+    raw["openWebUI"] = {"url": "http://owui:8080",
+                        "auth": {"credentials": {"secretRef": {"name": "owui"}}}}
+    worker = Worker(key=("ns", "tracing"), status={})
+    await h.runtime.pass_once(worker, body(raw), h.reader)
+    assert worker.status is not None
+    conds = {c["type"]: c for c in worker.status["conditions"]}
+    assert conds["ConnectionRegistered"]["status"] == "True"
+    assert conds["Ready"]["status"] == "True"
+    assert worker.status["openWebUI"] == {"connectionUrl": "http://p:9099"}
+    call = h.connection.synced[0]
+    assert call["auth"] == ("creds", "admin@example.com", "pw-123456")
+    assert call["pipelines_key"] == PIPELINES_KEY and call["pipeline_id"] == "lft_ns_tracing"
+
+    h.connection.outcome = ConnectionResult(False, "OpenWebUIUnreachable", "down",
+                                            "http://p:9099", False, True)
+    assert await h.runtime.pass_once(worker, body(raw), h.reader) == 1.0
+    assert worker.status is not None
+    ready = next(c for c in worker.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "OpenWebUIUnreachable"
+
+    result = await h.runtime.cleanup(body(raw), h.reader, pipeline_id_shared=False,
+                                     connection_shared=True)
+    assert result.done and h.connection.removed == []
+    result = await h.runtime.cleanup(body(raw), h.reader, pipeline_id_shared=True,
+                                     connection_shared=False)
+    assert result.done and len(h.connection.removed) == 1
