@@ -218,6 +218,21 @@ def test_crd_lifecycle_install_upgrade_uninstall(
         apply_crd(cluster)
 
 
+def test_first_install_without_wait_also_creates_crd_and_resource(
+    helm_cluster: Helm, cluster: Cluster, kube: ApiClient, namespace: str
+) -> None:
+    """Helm 4's default wait strategy (hookOnly): the hook is still mapped after the CRD
+    exists, with nothing waiting for the CRD to be established in between."""
+    delete_crd(cluster)
+    try:
+        helm_cluster.ok("install", "owl", CHART, "-n", namespace, "-f", TRACING)
+        assert _tracing(kube, namespace, "owl-openwebui-langfuse") is not None
+        helm_cluster.ok("uninstall", "owl", "-n", namespace, "--wait")
+    finally:
+        delete_crd(cluster)
+        apply_crd(cluster)
+
+
 def test_rollback_to_the_first_revision_keeps_the_resource(
     helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
 ) -> None:
