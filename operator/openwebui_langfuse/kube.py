@@ -76,6 +76,26 @@ class KubeApi:
         body = response.json()
         return body if isinstance(body, dict) else {}
 
+    async def patch_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """JSON-merge-patch annotations of a LangfuseTracing (``None`` removes one)."""
+        client, creds = self._http()
+        url = (
+            f"{creds.server.rstrip('/')}/apis/{GROUP}/{VERSION}/namespaces/"
+            f"{quote(namespace)}/{PLURAL}/{quote(name)}"
+        )
+        try:
+            response = await client.patch(
+                url,
+                json={"metadata": {"annotations": dict(annotations)}},
+                headers={**creds.headers, "Content-Type": "application/merge-patch+json"},
+            )
+        except httpx.HTTPError as exc:
+            raise KubeError(f"annotation patch failed: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise KubeError(f"annotation patch answered HTTP {response.status_code}")
+
     async def aclose(self) -> None:
         for client in [*self._closing, *([self._client] if self._client else [])]:
             await client.aclose()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -165,6 +166,40 @@ class ReconcileResult:
     writes: list[str]
     spec: LangfuseTracingSpec | None
     status_changed: bool = False
+
+
+# -- the install record (survives operator restarts) -----------------------------------------------
+
+
+def install_record(spec: LangfuseTracingSpec, memory: InstallMemory) -> str | None:
+    """What this resource's filter install is known to be, as a small JSON string.
+
+    Kept in an annotation of the resource by the runtime, so that a restarted operator does not
+    upload every filter again: each upload makes Pipelines reload *every* module, which stalls
+    the single-process server for a moment per module. It names a public file digest or URL,
+    never a secret.
+    """
+    marker = memory.installed.get((spec.pipelines.url, spec.pipeline_id))
+    if marker is None:
+        return None
+    return json.dumps(
+        {"pipelines": spec.pipelines.url, "pipelineId": spec.pipeline_id, "file": marker},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def remember_install(record: str | None, memory: InstallMemory) -> None:
+    """Seed the memory from a record written by an earlier operator process."""
+    if not record:
+        return
+    try:
+        data = json.loads(record)
+        key = (str(data["pipelines"]), str(data["pipelineId"]))
+        marker = str(data["file"])
+    except (ValueError, KeyError, TypeError):
+        return  # hand-edited or from another version: the next pass simply uploads again
+    memory.installed.setdefault(key, marker)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -40,12 +40,15 @@ from openwebui_langfuse.reconcile import (
     ResourceRef,
     Upstreams,
     cleanup,
+    install_record,
     reconcile,
+    remember_install,
 )
 
 logger = logging.getLogger("openwebui_langfuse")
 
 Key = tuple[str, str]
+INSTALL_ANNOTATION = "openwebui-langfuse.io/installed-filter"
 EmitFn = Callable[[Mapping[str, Any], str, str, str], None]
 _FIRST_BACKOFF = 1.0
 
@@ -162,6 +165,7 @@ class Worker:
     generation: int | None = None
     backoff: float = _FIRST_BACKOFF
     suspended_logged: bool = False
+    install_record: str | None = None
 
     def wake(self) -> None:
         self.wake_event.set()
@@ -260,6 +264,9 @@ class Runtime:
         key: Key = (meta["namespace"], meta["name"])
         worker = Worker(key=key, status=dict(body.get("status") or {}))
         self.workers[key] = worker
+        annotations = meta.get("annotations") or {}
+        worker.install_record = annotations.get(INSTALL_ANNOTATION)
+        remember_install(worker.install_record, self.memory)
         try:
             while not stopped():
                 worker.wake_event.clear()
@@ -358,6 +365,19 @@ class Runtime:
                 self.emit(body, kind, new.reason, f"{new.type}: {new.message}"[:1000])
         if result.status_changed:
             await self._write_status(worker, worker.status or {}, result.status)
+        if result.spec is not None:
+            record = install_record(result.spec, self.memory)
+            if record is not None and record != worker.install_record:
+                await self._write_install_record(worker, record)
+
+    async def _write_install_record(self, worker: Worker, record: str) -> None:
+        if self.kube is not None:
+            try:
+                await self.kube.patch_annotations(*worker.key, {INSTALL_ANNOTATION: record})
+            except KubeError as exc:
+                logger.warning("%s/%s: could not record the install: %s", *worker.key, exc)
+                return
+        worker.install_record = record
 
     async def _write_status(
         self, worker: Worker, old: Mapping[str, Any], new: dict[str, Any]

@@ -204,3 +204,22 @@ def test_suspend_leaves_upstream_alone(
     assert valves(pipelines, pid)["pipelines"] == ["*"]
     harness.patch_spec(namespace, NAME, {"suspend": False})
     wait_for(lambda: valves(pipelines, pid)["pipelines"] == ["m1"], 10, "resumed reconcile")
+
+
+def test_restarted_operator_does_not_upload_again(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    operator: OperatorProcess,
+) -> None:
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    harness.wait_condition(namespace, NAME, "Ready", "True")
+    obj = harness.get(namespace, NAME) or {}
+    record = obj["metadata"]["annotations"]["openwebui-langfuse.io/installed-filter"]
+    assert langfuse.secret_key not in record
+    operator.stop()
+    pid = pid_of(namespace)
+    edited = {**valves(pipelines, pid), "priority": 42}
+    httpx.post(f"{pipelines.url}/{pid}/valves/update", json=edited, timeout=10).raise_for_status()
+    operator.start()
+    # The resumed pass repairs the valves (proof that it ran) without a new upload.
+    wait_for(lambda: valves(pipelines, pid)["priority"] == 0, 15, "valves repaired on resume")
+    assert operator.log_text().count("uploaded filter") == 1

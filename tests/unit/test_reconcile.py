@@ -438,3 +438,21 @@ async def test_cleanup_per_policy_and_sharing(world: World) -> None:
                            connection_shared=False)
     assert result.done and PID not in world.pipelines.loaded
     assert result.writes == (f"deleted filter {PID}",)
+
+
+async def test_install_record_spares_an_upload_after_a_restart(world: World) -> None:
+    await world.run(spec())
+    parsed = rc.parse_spec(spec(), namespace="ns", name="tracing")
+    record = rc.install_record(parsed, world.memory)
+    assert record is not None and SECRET not in record and "sha256:" in record
+
+    restarted = InstallMemory()
+    rc.remember_install(record, restarted)
+    rc.remember_install("not json", restarted)  # tolerated
+    world.memory = restarted
+    writes = list(world.pipelines.writes)
+    await world.run(spec())
+    assert world.pipelines.writes == writes  # listed and remembered: no upload
+    world.pipelines.loaded.clear()
+    await world.run(spec())
+    assert world.pipelines.writes[len(writes)] == ("upload", PID)
