@@ -191,7 +191,7 @@ class Stack:
     def crd_exists(self) -> bool:
         return self.kubectl("get", "crd", CRD_NAME).returncode == 0
 
-    def install_chart(self, values: dict[str, Any] | None = None) -> str:
+    def install_chart(self, values: dict[str, Any] | None = None, *, wait: bool = True) -> str:
         """``helm install --wait`` of the chart; returns Helm's output.
 
         The CRD is cluster-wide and Helm keeps it on uninstall; when an earlier release (or test)
@@ -201,17 +201,9 @@ class Stack:
         merged: dict[str, Any] = {"crd": {"install": not self.crd_exists()}, **(values or {})}
         values_file = self.tmp / "values.yaml"
         values_file.write_text(yaml.safe_dump(merged))
+        waiting = ["--wait", "--timeout", "2m"] if wait else []
         out = _ok(
-            self.helm(
-                "install",
-                RELEASE,
-                str(CHART),
-                "--values",
-                str(values_file),
-                "--wait",
-                "--timeout",
-                "2m",
-            ),
+            self.helm("install", RELEASE, str(CHART), "--values", str(values_file), *waiting),
             "helm install",
         )
         self.installed = True

@@ -64,6 +64,9 @@ def test_helm_test_hook_and_its_command(stack: Stack) -> None:
     pipelines_secret, _ = stack.create_pipelines_secret()
     stack.start_pipelines()
     spec = stack.tracing_manifest()["spec"]
+    # No --wait: the operator that makes the rendered LangfuseTracing Ready needs the chart's
+    # ServiceAccount, so it can only start after the install (a kstatus-based --wait would
+    # otherwise wait for it).
     stack.install_chart(
         {
             "pipelines": {"apiKey": {"existingSecret": pipelines_secret}},
@@ -73,7 +76,8 @@ def test_helm_test_hook_and_its_command(stack: Stack) -> None:
                 "model": ECHO_MODEL,
                 "timeoutSeconds": 60,
             },
-        }
+        },
+        wait=False,
     )
     stack.start_operator()
     stack.wait_ready()
@@ -150,7 +154,7 @@ def test_smoke_test_fails_clearly_without_a_trace(stack: Stack) -> None:
             "--model",
             ECHO_MODEL,
             "--timeout",
-            "10",
+            "5",
         ],
         env={"PATH": os.environ["PATH"], "KUBECONFIG": str(kubeconfig)},
         capture_output=True,
