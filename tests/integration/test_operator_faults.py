@@ -223,3 +223,15 @@ def test_restarted_operator_does_not_upload_again(
     # The resumed pass repairs the valves (proof that it ran) without a new upload.
     wait_for(lambda: valves(pipelines, pid)["priority"] == 0, 15, "valves repaired on resume")
     assert operator.log_text().count("uploaded filter") == 1
+
+
+def test_wrong_pipelines_key_is_stalled_until_fixed(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    harness.put_secret(namespace, "pipelines", {"api-key": "owl-not-the-pipelines-key"})
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    harness.wait_condition(namespace, NAME, "FilterInstalled", "False",
+                           reason="PipelinesUnauthorized")
+    assert harness.condition(namespace, NAME, "Stalled")["status"] == "True"  # type: ignore[index]
+    harness.put_secret(namespace, "pipelines", {"api-key": pipelines.api_key})
+    harness.wait_condition(namespace, NAME, "Ready", "True", timeout=5)
