@@ -497,3 +497,60 @@ def test_helm4_replaces_an_existing_hook_resource(
     assert after["metadata"]["uid"] != before["metadata"]["uid"]
     assert "mine" not in after["metadata"]["labels"]
     assert after["spec"]["langfuse"]["host"] == "https://cloud.langfuse.com"
+
+
+def _condition(kind: str, status: str, reason: str, message: str = "") -> dict[str, str]:
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def test_upgrade_wait_reads_the_resources_status(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
+    """Helm 4's --wait (kstatus) on the adopted resource, with the status the operator writes
+    (set here through the status subresource, as the operator would): Stalled fails the
+    upgrade with the condition's message, Reconciling waits, Ready passes."""
+    from kubernetes.client import CustomObjectsApi
+
+    objects = CustomObjectsApi(kube)
+    values = ["-f", TRACING, *NO_CRD]
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *values, *WAIT)
+
+    def status(*conditions: dict[str, str]) -> None:
+        objects.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            "owl-openwebui-langfuse",
+            {"status": {"observedGeneration": 1, "conditions": list(conditions)}},
+        )
+
+    upgrade = ["upgrade", "owl", CHART, "-n", namespace, *values, "--wait"]
+    status(
+        _condition("Ready", "False", "CredentialsInvalid", "Langfuse answered 401"),
+        _condition("Stalled", "True", "CredentialsInvalid", "Langfuse answered 401"),
+    )
+    result = helm_cluster.run(*upgrade, "--timeout", "30s")
+    assert result.returncode != 0
+    assert (
+        "resource LangfuseTracing/" + namespace + "/owl-openwebui-langfuse not ready. "
+        "status: Failed, message: Langfuse answered 401"
+    ) in result.stderr
+
+    status(_condition("Ready", "False", "Reconciling"), _condition("Reconciling", "True", "Sync"))
+    result = helm_cluster.run(*upgrade, "--timeout", "3s")
+    assert result.returncode != 0
+    assert "context deadline exceeded" in result.stderr
+
+    status(
+        _condition("Ready", "True", "Ready"),
+        _condition("Reconciling", "False", "Done"),
+        _condition("Stalled", "False", "Done"),
+    )
+    helm_cluster.ok(*upgrade, "--timeout", "30s")
