@@ -166,11 +166,13 @@ async def reconcile_worker(
     async def wait_stopped() -> None:
         await stopped.wait()
 
+    owned: kopf.Index[tuple[str, ...], tuple[str, str]] = indices["lft_owned"]
     await runtime.run_worker(
         body,
         _reader(indices),
         stopped=lambda: bool(stopped),
         wait_stopped=wait_stopped,
+        owners=lambda key: list(owned.get(key, [])),
     )
 
 

@@ -202,6 +202,43 @@ def remember_install(record: str | None, memory: InstallMemory) -> None:
     memory.installed.setdefault(key, marker)
 
 
+def recorded_target(record: str | None) -> tuple[str, str] | None:
+    """(Pipelines URL, pipeline id) an install record names, if it is readable."""
+    if not record:
+        return None
+    try:
+        data = json.loads(record)
+        return str(data["pipelines"]), str(data["pipelineId"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def retire_previous(
+    ref: ResourceRef,
+    spec: LangfuseTracingSpec,
+    previous: tuple[str, str],
+    *,
+    reader: ReferenceReader,
+    upstreams: Upstreams,
+    memory: InstallMemory,
+) -> str | None:
+    """Delete the filter this resource installed before its pipeline id or server changed.
+
+    Left in place it would go on tracing the same chats with the old settings (duplicate
+    traces). Uses the resource's current Pipelines key. Returns what was done, or None.
+    """
+    url, pipeline_id = previous
+    pipelines_key = reader.secret_value(
+        ref.namespace, spec.pipelines.api_key.name, spec.pipelines.api_key.key
+    )
+    client = upstreams.pipelines(url, pipelines_key)
+    async with upstreams.lock_for(url):
+        deleted = await client.delete(pipeline_id)
+    memory.installed.pop(previous, None)
+    memory.failed.pop(previous, None)
+    return f"deleted the previous filter {pipeline_id}" if deleted else None
+
+
 # -- helpers --------------------------------------------------------------------------------------
 
 

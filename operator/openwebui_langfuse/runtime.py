@@ -26,7 +26,7 @@ import httpx
 
 from openwebui_langfuse import conditions as cond
 from openwebui_langfuse.clients.langfuse import LangfuseClient
-from openwebui_langfuse.clients.pipelines import PipelinesClient
+from openwebui_langfuse.clients.pipelines import PipelinesClient, PipelinesError
 from openwebui_langfuse.config import Settings
 from openwebui_langfuse.kube import KubeApi, KubeError
 from openwebui_langfuse.models import parse_spec
@@ -42,7 +42,9 @@ from openwebui_langfuse.reconcile import (
     cleanup,
     install_record,
     reconcile,
+    recorded_target,
     remember_install,
+    retire_previous,
 )
 
 logger = logging.getLogger("openwebui_langfuse")
@@ -166,6 +168,8 @@ class Worker:
     backoff: float = _FIRST_BACKOFF
     suspended_logged: bool = False
     install_record: str | None = None
+    # Which resources own an upstream object, e.g. ("pipeline", url, id) (the kopf index).
+    owners: Callable[[tuple[str, ...]], Iterable[Key]] = lambda _: ()
 
     def wake(self) -> None:
         self.wake_event.set()
@@ -255,6 +259,7 @@ class Runtime:
         *,
         stopped: Callable[[], bool],
         wait_stopped: Callable[[], Awaitable[Any]],
+        owners: Callable[[tuple[str, ...]], Iterable[Key]] = lambda _: (),
     ) -> None:
         """Reconcile one resource until it is deleted or the operator stops.
 
@@ -262,7 +267,7 @@ class Runtime:
         """
         meta = body["metadata"]
         key: Key = (meta["namespace"], meta["name"])
-        worker = Worker(key=key, status=dict(body.get("status") or {}))
+        worker = Worker(key=key, status=dict(body.get("status") or {}), owners=owners)
         self.workers[key] = worker
         annotations = meta.get("annotations") or {}
         worker.install_record = annotations.get(INSTALL_ANNOTATION)
@@ -270,7 +275,15 @@ class Runtime:
         try:
             while not stopped():
                 worker.wake_event.clear()
-                delay = await self.pass_once(worker, body, reader)
+                try:
+                    delay = await self.pass_once(worker, body, reader)
+                except Exception as exc:  # a bug must not end the worker for good
+                    # Only the type at INFO and above: a message could quote an upstream value.
+                    logger.error("%s/%s: pass failed unexpectedly (%s); retrying",
+                                 *key, type(exc).__name__)
+                    logger.debug("pass failure", exc_info=True)
+                    delay = worker.backoff
+                    worker.backoff = min(worker.backoff * 2, self.settings.max_backoff)
                 await self._sleep(worker, delay, wait_stopped)
         finally:
             if self.workers.get(key) is worker:
@@ -316,7 +329,7 @@ class Runtime:
                 memory=self.memory,
                 now=utc_now(),
             )
-            await self._publish(worker, body, result)
+            await self._publish(worker, body, result, reader)
         if result.outcome == "temporary":
             delay = worker.backoff
             worker.backoff = min(worker.backoff * 2, self.settings.max_backoff)
@@ -345,7 +358,8 @@ class Runtime:
             await self._write_status(worker, old, new)
 
     async def _publish(
-        self, worker: Worker, body: Mapping[str, Any], result: ReconcileResult
+        self, worker: Worker, body: Mapping[str, Any], result: ReconcileResult,
+        reader: IndexReader,
     ) -> None:
         namespace, name = worker.key
         for action in result.writes:
@@ -368,7 +382,36 @@ class Runtime:
         if result.spec is not None:
             record = install_record(result.spec, self.memory)
             if record is not None and record != worker.install_record:
+                await self._retire_previous(worker, body, result, reader)
                 await self._write_install_record(worker, record)
+
+    async def _retire_previous(
+        self, worker: Worker, body: Mapping[str, Any], result: ReconcileResult,
+        reader: IndexReader,
+    ) -> None:
+        spec = result.spec
+        previous = recorded_target(worker.install_record)
+        if spec is None or previous is None or previous == (spec.pipelines.url,
+                                                           spec.pipeline_id):
+            return
+        if spec.deletion_policy != "Delete" or any(
+            owner != worker.key for owner in worker.owners(("pipeline", *previous))
+        ):
+            return
+        namespace, name = worker.key
+        try:
+            done = await retire_previous(
+                ResourceRef(namespace, name, 0), spec, previous, reader=reader,
+                upstreams=self.upstreams, memory=self.memory,
+            )
+        except (PipelinesError, MissingReference) as exc:
+            message = f"could not delete the previous filter {previous[1]}: {exc}"
+            logger.warning("%s/%s: %s", namespace, name, message)
+            self.emit(body, "Warning", "PreviousFilterKept", message)
+            return
+        if done:
+            logger.info("%s/%s: %s", namespace, name, done)
+            self.emit(body, "Normal", "Synced", done)
 
     async def _write_install_record(self, worker: Worker, record: str) -> None:
         if self.kube is not None:

@@ -104,3 +104,17 @@ def test_rotation_reaches_pipelines_and_wrong_keys_leave_valves(
     assert harness.condition(namespace, NAME, "ValvesSynced")["reason"] == (  # type: ignore[index]
         "CredentialsNotVerified")
     assert valves(pipelines, pid)["secret_key"] == project.secret_key
+
+
+@pytest.mark.usefixtures("secrets_in")
+def test_changing_the_pipeline_id_moves_the_filter(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    harness.wait_condition(namespace, NAME, "Ready", "True")
+    harness.patch_spec(namespace, NAME, {"filter": {"pipelineId": "team_filter"}})
+    harness.wait_condition(namespace, NAME, "Ready", "True")
+    # The old one would trace the same chats again with stale settings: it is gone.
+    wait_for(lambda: pipeline_ids(pipelines) == ["team_filter"], 10, "only the new filter")
+    assert valves(pipelines, "team_filter")["secret_key"] == langfuse.secret_key
+    assert (harness.get(namespace, NAME) or {})["status"]["pipelineId"] == "team_filter"
