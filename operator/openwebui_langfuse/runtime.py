@@ -53,6 +53,9 @@ Key = tuple[str, str]
 INSTALL_ANNOTATION = "openwebui-langfuse.io/installed-filter"
 EmitFn = Callable[[Mapping[str, Any], str, str, str], None]
 _FIRST_BACKOFF = 1.0
+_CONSEQUENTIAL_REASONS = frozenset({"CredentialsNotVerified", "FilterNotInstalled"})
+# After a failed status write: try again soon instead of at the next resync.
+_STATUS_RETRY_SECONDS = 2.0
 
 
 def utc_now() -> str:
@@ -329,7 +332,9 @@ class Runtime:
                 memory=self.memory,
                 now=utc_now(),
             )
-            await self._publish(worker, body, result, reader)
+            status_written = await self._publish(worker, body, result, reader)
+        if not status_written:
+            return _STATUS_RETRY_SECONDS
         if result.outcome == "temporary":
             delay = worker.backoff
             worker.backoff = min(worker.backoff * 2, self.settings.max_backoff)
@@ -360,7 +365,8 @@ class Runtime:
     async def _publish(
         self, worker: Worker, body: Mapping[str, Any], result: ReconcileResult,
         reader: IndexReader,
-    ) -> None:
+    ) -> bool:
+        """Log, post Events, write status and the install record; False if status failed."""
         namespace, name = worker.key
         for action in result.writes:
             logger.info("%s/%s: %s", namespace, name, action)
@@ -374,16 +380,22 @@ class Runtime:
                 "%s/%s: %s %s->%s (%s) %s", namespace, name, new.type, was, new.status,
                 new.reason, new.message,
             )
-            if new.type == cond.READY or new.status != "True":
+            # Events: every Ready transition, and each new problem at its source (not the
+            # valves' "blocked by" follow-up, which Ready already names).
+            if new.type == cond.READY or (
+                new.status != "True" and new.reason not in _CONSEQUENTIAL_REASONS
+            ):
                 kind = "Normal" if new.status == "True" else "Warning"
                 self.emit(body, kind, new.reason, f"{new.type}: {new.message}"[:1000])
+        written = True
         if result.status_changed:
-            await self._write_status(worker, worker.status or {}, result.status)
+            written = await self._write_status(worker, worker.status or {}, result.status)
         if result.spec is not None:
             record = install_record(result.spec, self.memory)
             if record is not None and record != worker.install_record:
                 await self._retire_previous(worker, body, result, reader)
                 await self._write_install_record(worker, record)
+        return written
 
     async def _retire_previous(
         self, worker: Worker, body: Mapping[str, Any], result: ReconcileResult,
@@ -424,10 +436,10 @@ class Runtime:
 
     async def _write_status(
         self, worker: Worker, old: Mapping[str, Any], new: dict[str, Any]
-    ) -> None:
+    ) -> bool:
         if self.kube is None:
             worker.status = new
-            return
+            return True
         patch: dict[str, Any] = dict(new)
         for stale in set(old) - set(new):
             patch[stale] = None  # merge-patch deletes keys set to null
@@ -435,8 +447,9 @@ class Runtime:
             updated = await self.kube.patch_status(*worker.key, patch)
         except KubeError as exc:
             logger.warning("%s/%s: could not write status: %s", *worker.key, exc)
-            return
+            return False
         worker.status = dict(updated.get("status") or new)
+        return True
 
     # -- deletion -----------------------------------------------------------------------------
 

@@ -181,3 +181,35 @@ async def test_open_webui_step_and_its_cleanup() -> None:
     result = await h.runtime.cleanup(body(raw), h.reader, pipeline_id_shared=True,
                                      connection_shared=False)
     assert result.done and len(h.connection.removed) == 1
+
+
+class FailingKube:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def patch_status(self, namespace: str, name: str, status: Any) -> dict[str, Any]:
+        from openwebui_langfuse.kube import KubeError
+
+        self.calls += 1
+        raise KubeError("status patch answered HTTP 503")
+
+    async def patch_annotations(self, namespace: str, name: str, annotations: Any) -> None:
+        return None
+
+
+async def test_a_failed_status_write_is_retried_soon() -> None:
+    h = Harness()
+    kube = FailingKube()
+    h.runtime.kube = kube  # type: ignore[assignment]
+    worker = Worker(key=("ns", "tracing"), status={})
+    assert await h.runtime.pass_once(worker, body(spec()), h.reader) == 2.0
+    assert kube.calls == 1 and worker.status == {}
+
+
+async def test_events_name_the_source_not_its_consequences() -> None:
+    h = Harness()
+    h.langfuse.good = ("pk-lf-1", "another-secret")
+    worker = Worker(key=("ns", "tracing"), status={})
+    await h.runtime.pass_once(worker, body(spec()), h.reader)
+    warnings = sorted(reason for kind, reason, _ in h.events if kind == "Warning")
+    assert warnings == ["InvalidCredentials", "InvalidCredentials"]  # Ready + its source
