@@ -252,6 +252,12 @@ def run_steps(p: Printer, stack: Stack) -> None:
     p.step("The trace in Langfuse (read back through its public API)")
     trace, _ = stack.wait_trace(turn)
     show_trace(p, langfuse.url, stack.project.public_key, stack.project.secret_key, trace["id"])
+    streamed = stack.chat("And a streamed answer?", stream=True)
+    _, generation = stack.wait_trace(streamed)
+    usage = ", ".join(f"{k}={v}" for k, v in (generation.get("usageDetails") or {}).items())
+    p.line(f"a streamed chat ({streamed.reply!r}) reports usage too: {usage or 'none'}")
+    p.line("  (the operator turned on Open WebUI's 'usage' capability, so Open WebUI asks")
+    p.line("   the model for token counts on streamed answers)")
 
     p.step("helm test's command: openwebui-langfuse smoke-test")
     cli = Path(stack.world.venv("project")) / "bin" / "openwebui-langfuse"

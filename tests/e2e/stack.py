@@ -72,16 +72,28 @@ class Pipeline:
         answer = "echo: " + user_message
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         completion_tokens = len(answer.split())
-        return {
-            "id": "owl-echo-" + uuid.uuid4().hex,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_id,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": answer}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        base = {"id": "owl-echo-" + uuid.uuid4().hex, "created": int(time.time()),
+                "model": model_id}
+        if not body.get("stream"):
+            return {**base, "object": "chat.completion", "usage": usage,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": answer}}]}
+        # Streamed: like an OpenAI provider, usage only when the caller asked for it (Open
+        # WebUI asks when the model has the "usage" capability, which the operator turns on).
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+        return self._chunks(base, answer, usage if include_usage else None)
+
+    def _chunks(self, base, answer, usage):
+        for word in answer.split(" "):
+            yield {**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {"content": word + " "},
+                                "finish_reason": None}]}
+        yield {**base, "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        if usage is not None:
+            yield {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
 '''
 
 
@@ -400,10 +412,14 @@ class Stack:
 
     # -- Open WebUI --------------------------------------------------------------------------
 
-    def chat(self, prompt: str, *, model: str = ECHO_MODEL) -> ChatTurn:
+    def chat(self, prompt: str, *, model: str = ECHO_MODEL, stream: bool = False) -> ChatTurn:
         """One turn of a new, saved chat in Open WebUI, through its API as the web UI sends it:
         create the chat, then a completion naming the chat, the user message and the id of the
-        answer (Open WebUI stores the turn in the chat; the trace gets the chat as session)."""
+        answer (Open WebUI stores the turn in the chat; the trace gets the chat as session).
+
+        A streamed turn of a saved chat runs in Open WebUI's background (the browser would get
+        it over its socket); the answer is read from the stored chat once it is done."""
+        answer_id = str(uuid.uuid4())
         with self.open_webui.client() as http:
             me = http.get("/api/v1/auths/")
             me.raise_for_status()
@@ -425,9 +441,9 @@ class Stack:
                 "/api/chat/completions",
                 json={
                     "model": model,
-                    "stream": False,
+                    "stream": stream,
                     "chat_id": chat_id,
-                    "id": str(uuid.uuid4()),
+                    "id": answer_id,
                     "user_message": {"id": str(uuid.uuid4()), "role": "user", "content": prompt},
                     "messages": [{"role": "user", "content": prompt}],
                 },
@@ -437,10 +453,23 @@ class Stack:
                     f"chat through Open WebUI answered HTTP {response.status_code}: "
                     f"{response.text[:300]}"
                 )
-            reply = str(response.json()["choices"][0]["message"]["content"])
+            if stream:
+                reply = wait_for(
+                    lambda: self._stored_answer(http, chat_id, answer_id),
+                    30,
+                    f"the streamed answer in chat {chat_id}",
+                )
+            else:
+                reply = str(response.json()["choices"][0]["message"]["content"])
         return ChatTurn(
             chat_id=chat_id, user_id=self.user_id, model=model, prompt=prompt, reply=reply
         )
+
+    @staticmethod
+    def _stored_answer(http: httpx.Client, chat_id: str, answer_id: str) -> str | None:
+        chat = http.get(f"/api/v1/chats/{chat_id}").json()
+        message = chat["chat"]["history"]["messages"].get(answer_id) or {}
+        return str(message["content"]).strip() if message.get("done") else None
 
     def wait_trace(
         self, turn: ChatTurn, project: Project | None = None, timeout: float = 30

@@ -77,6 +77,15 @@ def test_full_path(stack: Stack) -> None:
     assert generation["usageDetails"]["input"] > 0
     assert generation["usageDetails"]["output"] > 0
 
+    # A streamed chat reports usage too: the operator turned on Open WebUI's "usage"
+    # capability, so Open WebUI asks the model for it (stream_options.include_usage).
+    streamed = stack.chat("Streamed, with usage?", stream=True)
+    assert streamed.reply == "echo: Streamed, with usage?"
+    _, streamed_generation = stack.wait_trace(streamed)
+    assert streamed_generation["metadata"]["stream"] is True
+    assert streamed_generation["usageDetails"]["input"] > 0
+    assert streamed_generation["usageDetails"]["output"] > 0
+
     # Rotate the Langfuse Secret: the next chat lands under the new keys, none under the old.
     second_project = stack.rotate_langfuse_keys()
     stack.wait_ready(
