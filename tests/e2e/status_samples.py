@@ -8,6 +8,7 @@ Each sample names what kstatus and Argo CD must say about it.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,4 +180,182 @@ def samples() -> list[Sample]:
         Sample("suspended", suspended, "Current", "Suspended"),
         Sample("deleting", deleting, "Terminating", "Progressing"),
         Sample("fresh", fresh, "Current", "Progressing"),
+    ]
+
+
+# -- statuses written by the operator's own reconcile pass ---------------------------------------
+#
+# The samples above are assembled from the operator's condition helpers; these come out of
+# `openwebui_langfuse.reconcile.reconcile` itself, run against small in-memory upstreams, so the
+# GitOps judges see exactly what the operator writes for each situation.
+
+_NS, _NAME = "team-a", "tracing"
+_SECRET = "sk-lf-sample-secret"
+_PIPELINES_KEY = "sample-pipelines-key"
+
+
+class _Reader:
+    def __init__(
+        self, secrets: dict[str, dict[str, str]], config_maps: dict[str, dict[str, str]]
+    ) -> None:
+        self.secrets, self.config_maps = secrets, config_maps
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        from openwebui_langfuse.reconcile import MissingReference
+
+        if name not in self.secrets:
+            raise MissingReference("SecretNotFound", f"Secret {namespace}/{name} not found")
+        if key not in self.secrets[name]:
+            raise MissingReference("SecretKeyNotFound", f"Secret {namespace}/{name} has no {key}")
+        return self.secrets[name][key]
+
+    def config_map_value(self, namespace: str, name: str, key: str) -> str:
+        from openwebui_langfuse.reconcile import MissingReference
+
+        if name not in self.config_maps:
+            raise MissingReference("ConfigMapNotFound", f"ConfigMap {namespace}/{name} not found")
+        return self.config_maps[name][key]
+
+
+class _Pipelines:
+    """Loads any file without the word BROKEN; valves are replaced whole, as Pipelines does."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, dict[str, Any]] = {}
+
+    async def list_pipelines(self) -> list[Any]:
+        from openwebui_langfuse.clients.pipelines import PipelineInfo
+
+        return [PipelineInfo(pid, pid, "filter", True) for pid in sorted(self.loaded)]
+
+    async def add_by_url(self, url: str) -> None:
+        self.loaded[url.rsplit("/", 1)[-1][:-3]] = {}
+
+    async def upload(self, filename: str, content: bytes) -> None:
+        if b"BROKEN" not in content:
+            self.loaded.setdefault(
+                filename[:-3],
+                {
+                    "pipelines": ["*"],
+                    "priority": 0,
+                    "public_key": "",
+                    "secret_key": "",
+                    "host": "https://cloud.langfuse.com",
+                },
+            )
+
+    async def delete(self, pipeline_id: str) -> bool:
+        return self.loaded.pop(pipeline_id, None) is not None
+
+    async def get_valves(self, pipeline_id: str) -> dict[str, Any]:
+        return dict(self.loaded[pipeline_id])
+
+    async def update_valves(self, pipeline_id: str, valves: Mapping[str, Any]) -> None:
+        self.loaded[pipeline_id] = dict(valves)
+
+
+class _Langfuse:
+    def __init__(self, failure: tuple[str, bool] | None) -> None:
+        self.failure = failure  # (reason, temporary)
+
+    async def check(self, public_key: str, secret_key: str) -> Any:
+        from openwebui_langfuse.clients.langfuse import (
+            LangfuseCheck,
+            LangfuseCheckError,
+            LangfuseProject,
+        )
+
+        if self.failure is not None:
+            reason, temporary = self.failure
+            raise LangfuseCheckError(reason, f"sample failure {reason}", temporary=temporary)
+        return LangfuseCheck(LangfuseProject("p1", "Project One"), "4.16.0", "otlp+legacy")
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "langfuse": {
+            "host": "https://lf.example",
+            "publicKey": {"value": "pk-lf-sample"},
+            "secretKey": {"secretKeyRef": {"name": "langfuse", "key": "secret-key"}},
+        },
+        "pipelines": {
+            "url": "http://pipelines.example:9099",
+            "apiKey": {"secretKeyRef": {"name": "pipelines", "key": "api-key"}},
+        },
+        "filter": {"source": "configMap", "configMap": {"name": "filter", "key": "filter.py"}},
+    }
+    spec.update(changes)
+    return spec
+
+
+async def _reconciled(
+    spec: dict[str, Any],
+    *,
+    secrets: dict[str, dict[str, str]] | None = None,
+    filter_text: str = "class Pipeline: ...\n",
+    langfuse_failure: tuple[str, bool] | None = None,
+) -> dict[str, Any]:
+    from openwebui_langfuse.reconcile import InstallMemory, ResourceRef, Upstreams, reconcile
+
+    pipelines, langfuse = _Pipelines(), _Langfuse(langfuse_failure)
+
+    async def no_download(url: str) -> bytes:
+        raise AssertionError("the samples use no filter URL")
+
+    secrets = (
+        secrets
+        if secrets is not None
+        else {"langfuse": {"secret-key": _SECRET}, "pipelines": {"api-key": _PIPELINES_KEY}}
+    )
+    result = await reconcile(
+        ResourceRef(_NS, _NAME, 1),
+        spec,
+        None,
+        reader=_Reader(secrets, {"filter": {"filter.py": filter_text}}),
+        upstreams=Upstreams(
+            pipelines=lambda url, key: pipelines,
+            langfuse=lambda host: langfuse,
+            download=no_download,
+        ),
+        memory=InstallMemory(),
+        now=NOW,
+    )
+    obj = _base()
+    obj["metadata"].update(name=_NAME, namespace=_NS)
+    obj["spec"] = spec
+    obj["status"] = result.status
+    return obj
+
+
+async def operator_samples() -> list[Sample]:
+    """What the operator's reconcile pass writes in each situation."""
+    return [
+        Sample("op-ready", await _reconciled(_spec()), "Current", "Healthy"),
+        Sample(
+            "op-bad-keys",
+            await _reconciled(_spec(), langfuse_failure=("InvalidCredentials", False)),
+            "Failed",
+            "Degraded",
+        ),
+        Sample(
+            "op-langfuse-down",
+            await _reconciled(_spec(), langfuse_failure=("LangfuseUnreachable", True)),
+            "InProgress",
+            "Progressing",
+        ),
+        Sample(
+            "op-missing-secret",
+            await _reconciled(_spec(), secrets={"pipelines": {"api-key": _PIPELINES_KEY}}),
+            "Failed",
+            "Degraded",
+        ),
+        Sample(
+            "op-filter-does-not-load",
+            await _reconciled(_spec(), filter_text="BROKEN = (\n"),
+            "Failed",
+            "Degraded",
+        ),
+        Sample(
+            "op-invalid-spec", await _reconciled(_spec(resyncInterval="1s")), "Failed", "Degraded"
+        ),
     ]

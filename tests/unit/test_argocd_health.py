@@ -7,14 +7,16 @@ for the operator's first status instead of calling a fresh object healthy.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 
 from tests.e2e.gitops_health import ARGOCD_HEALTH_LUA, KSTATUS_TO_ARGOCD, REPO, ArgoCDHealth
-from tests.e2e.status_samples import Sample, samples
+from tests.e2e.status_samples import Sample, operator_samples, samples
 
-SAMPLES = samples()
+# Hand-assembled states, then what the operator's reconcile pass itself writes.
+SAMPLES = samples() + asyncio.run(operator_samples())
 
 
 @pytest.fixture(scope="module")

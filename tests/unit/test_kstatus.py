@@ -8,12 +8,15 @@ observed, Failed when stalled.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.e2e.gitops_health import kstatus
-from tests.e2e.status_samples import Sample, samples
+from tests.e2e.status_samples import Sample, operator_samples, samples
 
-SAMPLES = samples()
+# Hand-assembled states, then what the operator's reconcile pass itself writes.
+SAMPLES = samples() + asyncio.run(operator_samples())
 
 
 @pytest.fixture(scope="module")
