@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     # smoke-test (issue 7, the chart's `helm test` hook): flags and logic live in smoke.py.
     from openwebui_langfuse import smoke
 
-    smoke_test = sub.add_parser("smoke-test", help="send a marked chat through Open WebUI and "
-                                                   "confirm its trace reached Langfuse")
+    smoke_test = sub.add_parser(
+        "smoke-test", help="send a marked chat through Open WebUI, confirm its trace in Langfuse"
+    )
     smoke.add_arguments(smoke_test)
     smoke_test.set_defaults(func=smoke.run_from_args)
     return parser
