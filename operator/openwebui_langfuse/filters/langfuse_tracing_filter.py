@@ -377,6 +377,8 @@ class LangfuseExporter:
         self._failure_reason = ""
         self._drops_reported = 0
         self._client: httpx.Client | None = None
+        # Parsed once: a str URL would be re-parsed by httpx on every request.
+        self._endpoint = httpx.URL(config.endpoint)
         self._thread = threading.Thread(
             target=self._run, name=f"langfuse-export-{config.public_key[:12]}", daemon=True
         )
@@ -393,9 +395,6 @@ class LangfuseExporter:
             self._wake.set()
 
     # -- control ----------------------------------------------------------------------------
-
-    def pending(self) -> int:
-        return len(self._queue) + len(self._unsent) + (1 if self._busy else 0)
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued so far was delivered or given up; False on timeout."""
@@ -417,7 +416,9 @@ class LangfuseExporter:
         delivered = self.flush(timeout)
         self._closing.set()
         self._wake.set()
-        self._thread.join(timeout=max(0.5, self.config.timeout + 0.5))
+        # A request in flight finishes on its own (the thread is a daemon and exits after it);
+        # waiting for it here would stretch the bound by the HTTP timeout.
+        self._thread.join(timeout=1.0)
         left = len(self._queue) + sum(payload_span_count(p) for p in self._unsent)
         if not delivered and left:
             log.warning(
@@ -541,7 +542,7 @@ class LangfuseExporter:
 
     def _send_one(self, payload: bytes) -> None:
         try:
-            response = self._http().post(self.config.endpoint, content=payload)
+            response = self._http().post(self._endpoint, content=payload)
         except httpx.TimeoutException as exc:
             raise RetryableExportError(f"timeout after {self.config.timeout}s") from exc
         except httpx.HTTPError as exc:
