@@ -18,6 +18,10 @@ from typing import Any
 import httpx
 
 DEFAULT_TIMEOUT = 10.0
+# add/upload reload every module and pip-install the file's requirements (3-7 s observed for
+# the upstream Langfuse filter, more with many modules): they get a much longer bound than
+# reads, or a slow-but-successful install would be retried forever.
+INSTALL_TIMEOUT = 120.0
 
 
 class PipelinesError(Exception):
@@ -99,6 +103,7 @@ class PipelinesClient:
         *,
         what: str,
         authed: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 - per HTTP request, passed to httpx
         **kwargs: Any,
     ) -> httpx.Response:
         try:
@@ -106,7 +111,7 @@ class PipelinesClient:
                 method,
                 f"{self.base_url}{path}",
                 headers=self._auth if authed else None,
-                timeout=self._timeout,
+                timeout=timeout or self._timeout,
                 **kwargs,
             )
         except httpx.TimeoutException:
@@ -149,7 +154,11 @@ class PipelinesClient:
     async def add_by_url(self, url: str) -> None:
         """Ask Pipelines to download and load ``url`` (200 does not prove it loaded)."""
         response = await self._request(
-            "POST", "/pipelines/add", what="add pipeline by URL", json={"url": url}
+            "POST",
+            "/pipelines/add",
+            what="add pipeline by URL",
+            json={"url": url},
+            timeout=max(self._timeout, INSTALL_TIMEOUT),
         )
         self._raise_for_status(response, "add pipeline by URL", detail=True)
 
@@ -160,6 +169,7 @@ class PipelinesClient:
             "/pipelines/upload",
             what="upload pipeline",
             files={"file": (filename, content, "text/x-python")},
+            timeout=max(self._timeout, INSTALL_TIMEOUT),
         )
         self._raise_for_status(response, "upload pipeline", detail=True)
 
