@@ -1,0 +1,57 @@
+"""Step 5 through the operator: the real Open WebUI gets (and loses) the Pipelines connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.operator_fixtures import (  # noqa: F401 - fixtures by name
+    crd_fixture,
+    harness_fixture,
+    operator_fixture,
+    secret_guard_fixture,
+    secrets_in_fixture,
+    spec,
+)
+from tests.peers.langfuse_standin.server import LangfuseStandIn
+from tests.world.open_webui import OpenWebUI
+from tests.world.operator import Harness
+from tests.world.pipelines import PipelinesServer
+from tests.world.poll import wait_for
+
+pytestmark = [pytest.mark.world, pytest.mark.usefixtures("secret_guard", "secrets_in")]
+
+
+def openai_config(open_webui: OpenWebUI) -> dict[str, Any]:
+    with open_webui.client() as http:
+        response = http.get("/openai/config")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def test_connection_is_registered_and_removed_with_the_resource(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    open_webui: OpenWebUI,
+) -> None:
+    harness.put_secret(namespace, "open-webui-admin", {"email": open_webui.admin_email,
+                                                       "password": open_webui.admin_password})
+    harness.apply(namespace, "tracing", spec(pipelines, langfuse, openWebUI={
+        "url": open_webui.url,
+        "auth": {"credentials": {"secretRef": {"name": "open-webui-admin"}}},
+    }))
+    cond = harness.wait_condition(namespace, "tracing", "ConnectionRegistered", "True",
+                                  timeout=60)
+    assert open_webui.admin_password not in cond["message"]
+    harness.wait_condition(namespace, "tracing", "Ready", "True")
+    status = (harness.get(namespace, "tracing") or {})["status"]
+    assert status["openWebUI"] == {"connectionUrl": pipelines.url}
+    config = openai_config(open_webui)
+    urls = config["OPENAI_API_BASE_URLS"]
+    assert pipelines.url in urls
+    assert config["OPENAI_API_KEYS"][urls.index(pipelines.url)] == pipelines.api_key
+
+    harness.delete(namespace, "tracing")
+    wait_for(lambda: harness.get(namespace, "tracing") is None, 30, "the resource to be gone")
+    assert pipelines.url not in openai_config(open_webui)["OPENAI_API_BASE_URLS"]
