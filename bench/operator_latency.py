@@ -48,7 +48,8 @@ from tests.world.poll import wait_for
 
 RESYNC_SECONDS = 10
 WRITE_LINE = re.compile(
-    r'"(POST /pipelines/(upload|add)|DELETE /pipelines/delete|POST /\S+/valves/update)')
+    r'"(POST /pipelines/(upload|add)|DELETE /pipelines/delete|POST /\S+/valves/update)'
+)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -59,8 +60,10 @@ def percentile(values: list[float], pct: float) -> float:
 
 def summary(values: list[float]) -> str:
     ms = [v * 1000 for v in values]
-    return (f"n={len(ms)} p50={statistics.median(ms):.0f} ms p95={percentile(ms, 95):.0f} ms "
-            f"min={min(ms):.0f} ms max={max(ms):.0f} ms")
+    return (
+        f"n={len(ms)} p50={statistics.median(ms):.0f} ms p95={percentile(ms, 95):.0f} ms "
+        f"min={min(ms):.0f} ms max={max(ms):.0f} ms"
+    )
 
 
 class ReadyWatch:
@@ -90,8 +93,14 @@ class ReadyWatch:
         from kubernetes import watch
 
         w = watch.Watch()
-        for event in w.stream(self.harness.custom.list_namespaced_custom_object, GROUP, VERSION,
-                              self.namespace, PLURAL, timeout_seconds=3600):
+        for event in w.stream(
+            self.harness.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            timeout_seconds=3600,
+        ):
             now = time.monotonic()
             obj: dict[str, Any] = event["object"]
             name = obj["metadata"]["name"]
@@ -105,8 +114,9 @@ class ReadyWatch:
                 return
 
 
-def spec(pipelines: PipelinesServer, langfuse: LangfuseStandIn,
-         secret: str = "langfuse") -> dict[str, Any]:
+def spec(
+    pipelines: PipelinesServer, langfuse: LangfuseStandIn, secret: str = "langfuse"
+) -> dict[str, Any]:
     return {
         "langfuse": {
             "host": langfuse.url,
@@ -122,25 +132,37 @@ def spec(pipelines: PipelinesServer, langfuse: LangfuseStandIn,
 
 
 def pipelines_writes(pipelines: PipelinesServer) -> int:
-    return sum(1 for line in pipelines.log_path.read_text(errors="replace").splitlines()
-               if WRITE_LINE.search(line))
+    return sum(
+        1
+        for line in pipelines.log_path.read_text(errors="replace").splitlines()
+        if WRITE_LINE.search(line)
+    )
 
 
 def run(count: int, idle_periods: int) -> dict[str, str]:
     world = World.load()
     results: dict[str, str] = {}
     namespace = "bench"
-    with Cluster(world) as cluster, PipelinesServer(world) as pipelines, \
-            LangfuseStandIn() as langfuse:
+    with (
+        Cluster(world) as cluster,
+        PipelinesServer(world) as pipelines,
+        LangfuseStandIn() as langfuse,
+    ):
         install_crd(cluster)
         cluster.kubectl("create", "namespace", namespace)
-        wait_for(lambda: cluster.kubectl("get", "sa", "default", "-n", namespace).returncode == 0,
-                 30, "default ServiceAccount")
+        wait_for(
+            lambda: cluster.kubectl("get", "sa", "default", "-n", namespace).returncode == 0,
+            30,
+            "default ServiceAccount",
+        )
         project = langfuse.add_project(name="bench")
         api = cluster.api_client()
         harness = Harness(api)
-        harness.put_secret(namespace, "langfuse", {"public-key": project.public_key,
-                                                   "secret-key": project.secret_key})
+        harness.put_secret(
+            namespace,
+            "langfuse",
+            {"public-key": project.public_key, "secret-key": project.secret_key},
+        )
         harness.put_secret(namespace, "pipelines", {"api-key": pipelines.api_key})
         account = chart_rbac(cluster, world, namespace)
         tmp = Path(tempfile.mkdtemp(prefix="owl-bench-"))
@@ -161,21 +183,33 @@ def run(count: int, idle_periods: int) -> dict[str, str]:
 
             # 2. Secret rotation -> valves: a resource with a Secret of its own, next to the
             # N resources above (all on the same Pipelines server).
-            harness.put_secret(namespace, "langfuse-rot", {"public-key": project.public_key,
-                                                           "secret-key": project.secret_key})
+            harness.put_secret(
+                namespace,
+                "langfuse-rot",
+                {"public-key": project.public_key, "secret-key": project.secret_key},
+            )
             harness.apply(namespace, "rotating", spec(pipelines, langfuse, "langfuse-rot"))
             wait_for(lambda: "rotating" in watcher.ready_at, 30, "rotating Ready")
             pid = f"lft_{namespace}_rotating"
             rotations = []
             for _ in range(count):
                 fresh = langfuse.add_project(name="rotated")
-                harness.put_secret(namespace, "langfuse-rot",
-                                   {"public-key": fresh.public_key,
-                                    "secret-key": fresh.secret_key})
+                harness.put_secret(
+                    namespace,
+                    "langfuse-rot",
+                    {"public-key": fresh.public_key, "secret-key": fresh.secret_key},
+                )
                 updated = time.monotonic()
-                wait_for(lambda s=fresh.secret_key: httpx.get(
-                    f"{pipelines.url}/{pid}/valves", timeout=5).json()["secret_key"] == s,
-                    30, "rotated valves", interval=0.005, max_interval=0.005)
+                wait_for(
+                    lambda s=fresh.secret_key: (
+                        httpx.get(f"{pipelines.url}/{pid}/valves", timeout=5).json()["secret_key"]
+                        == s
+                    ),
+                    30,
+                    "rotated valves",
+                    interval=0.005,
+                    max_interval=0.005,
+                )
                 rotations.append(time.monotonic() - updated)
             results["Secret rotation -> new valves in Pipelines"] = summary(rotations)
 
@@ -185,8 +219,10 @@ def run(count: int, idle_periods: int) -> dict[str, str]:
             before = pipelines_writes(pipelines)
             time.sleep(idle_periods * RESYNC_SECONDS)
             after = pipelines_writes(pipelines)
-            results[f"upstream writes during {idle_periods} resync periods "
-                    f"({idle_periods * RESYNC_SECONDS}s, {count} resources)"] = str(after - before)
+            results[
+                f"upstream writes during {idle_periods} resync periods "
+                f"({idle_periods * RESYNC_SECONDS}s, {count} resources)"
+            ] = str(after - before)
             passes = operator.log_text().count("updated valves")
             results["valves writes in the whole run (operator log)"] = str(passes)
         watcher.stop()

@@ -129,24 +129,42 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator")
-    run.add_argument("--namespace", action="append", metavar="NS",
-                     help="namespace to watch (repeatable; env OPENWEBUI_LANGFUSE_NAMESPACES)")
-    run.add_argument("--all-namespaces", action="store_true",
-                     help="watch every namespace (env OPENWEBUI_LANGFUSE_ALL_NAMESPACES)")
-    run.add_argument("--liveness", metavar="URL",
-                     help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz "
-                          "(env OPENWEBUI_LANGFUSE_LIVENESS)")
-    run.add_argument("--log-format", choices=("text", "json"),
-                     help="log format (env OPENWEBUI_LANGFUSE_LOG_FORMAT, default text)")
-    run.add_argument("--log-level", metavar="LEVEL",
-                     help="DEBUG, INFO, WARNING, ERROR (env OPENWEBUI_LANGFUSE_LOG_LEVEL)")
+    run.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="namespace to watch (repeatable; env OPENWEBUI_LANGFUSE_NAMESPACES)",
+    )
+    run.add_argument(
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (env OPENWEBUI_LANGFUSE_ALL_NAMESPACES)",
+    )
+    run.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz "
+        "(env OPENWEBUI_LANGFUSE_LIVENESS)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log format (env OPENWEBUI_LANGFUSE_LOG_FORMAT, default text)",
+    )
+    run.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING, ERROR (env OPENWEBUI_LANGFUSE_LOG_LEVEL)",
+    )
     run.set_defaults(func=_run)
 
-    pre = sub.add_parser("pre-delete",
-                         help="delete a release's LangfuseTracings and wait for their cleanup")
+    pre = sub.add_parser(
+        "pre-delete", help="delete a release's LangfuseTracings and wait for their cleanup"
+    )
     pre.add_argument("--namespace", required=True, metavar="NS")
-    pre.add_argument("--selector", default="", metavar="LABELS",
-                     help="label selector of the release's resources")
+    pre.add_argument(
+        "--selector", default="", metavar="LABELS", help="label selector of the release's resources"
+    )
     pre.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     pre.set_defaults(func=_pre_delete)
 

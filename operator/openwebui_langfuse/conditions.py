@@ -84,9 +84,7 @@ def find(conditions: Iterable[Condition], type_: str) -> Condition | None:
     return next((c for c in conditions if c.type == type_), None)
 
 
-def set_condition(
-    conditions: Sequence[Condition], new: Condition, *, now: str
-) -> list[Condition]:
+def set_condition(conditions: Sequence[Condition], new: Condition, *, now: str) -> list[Condition]:
     """Return ``conditions`` with ``new`` set, keeping lastTransitionTime unless status flips."""
     old = find(conditions, new.type)
     stamp = old.last_transition_time if old is not None and old.status == new.status else now
@@ -121,13 +119,28 @@ def ready_condition(
         cond = find(conditions, type_)
         if not is_satisfied(cond):
             if cond is None:
-                return Condition(READY, "Unknown", "Pending", f"{type_} not yet known",
-                                 observed_generation=generation)
+                return Condition(
+                    READY,
+                    "Unknown",
+                    "Pending",
+                    f"{type_} not yet known",
+                    observed_generation=generation,
+                )
             status: ConditionStatus = "Unknown" if cond.status == "Unknown" else "False"
-            return Condition(READY, status, cond.reason, f"{type_}: {cond.message}",
-                             observed_generation=generation)
-    return Condition(READY, "True", "Ready", "Langfuse tracing is installed and configured",
-                     observed_generation=generation)
+            return Condition(
+                READY,
+                status,
+                cond.reason,
+                f"{type_}: {cond.message}",
+                observed_generation=generation,
+            )
+    return Condition(
+        READY,
+        "True",
+        "Ready",
+        "Langfuse tracing is installed and configured",
+        observed_generation=generation,
+    )
 
 
 def transitions(

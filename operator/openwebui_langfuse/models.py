@@ -117,9 +117,7 @@ class LangfuseTracingSpec:
             names.add(self.langfuse.public_key.secret_key_ref.name)
         if self.open_webui is not None:
             auth = self.open_webui.auth
-            names.add(
-                auth.api_key.name if isinstance(auth, ApiKeyAuthSpec) else auth.secret_name
-            )
+            names.add(auth.api_key.name if isinstance(auth, ApiKeyAuthSpec) else auth.secret_name)
         return frozenset(names)
 
     def config_map_names(self) -> frozenset[str]:
@@ -249,8 +247,10 @@ def _filter(raw: Any, namespace: str, name: str) -> tuple[FilterSpec, str]:
     else:
         pipeline_id = derived_pipeline_id(namespace, name)
     models = obj.get("models", ["*"])
-    if not isinstance(models, Sequence) or isinstance(models, str) or not all(
-        isinstance(m, str) for m in models
+    if (
+        not isinstance(models, Sequence)
+        or isinstance(models, str)
+        or not all(isinstance(m, str) for m in models)
     ):
         raise SpecError(f"{where}.models must be a list of strings")
     priority = obj.get("priority", 0)

@@ -306,10 +306,23 @@ async def reconcile(
     try:
         spec = parse_spec(raw_spec, namespace=ref.namespace, name=ref.name)
     except SpecError as exc:
-        return _finish(ref, None, old_status, old_conditions, {
-            cond.READY: Condition(cond.READY, "False", "InvalidSpec", str(exc),
-                                  observed_generation=ref.generation),
-        }, ["permanent"], [], now, langfuse=None, openwebui=None, pipeline_id=None)
+        return _finish(
+            ref,
+            None,
+            old_status,
+            old_conditions,
+            {
+                cond.READY: Condition(
+                    cond.READY, "False", "InvalidSpec", str(exc), observed_generation=ref.generation
+                ),
+            },
+            ["permanent"],
+            [],
+            now,
+            langfuse=None,
+            openwebui=None,
+            pipeline_id=None,
+        )
 
     p = _Pass(ref=ref, spec=spec, reader=reader, upstreams=upstreams, memory=memory)
 
@@ -322,8 +335,12 @@ async def reconcile(
     keys: tuple[str, str] | None = None
     try:
         public = spec.langfuse.public_key
-        public_key = public.value if public.value is not None else p.secret(
-            public.secret_key_ref  # type: ignore[arg-type]
+        public_key = (
+            public.value
+            if public.value is not None
+            else p.secret(
+                public.secret_key_ref  # type: ignore[arg-type]
+            )
         )
         keys = (public_key, p.secret(spec.langfuse.secret_key))
     except MissingReference as exc:
@@ -342,9 +359,7 @@ async def reconcile(
         await _sync_valves(p, pipelines_key, keys)
     elif cond.VALVES_SYNCED not in p.new:
         blocker = (
-            p.new.get(cond.FILTER_INSTALLED)
-            if not installed
-            else p.new.get(cond.CREDENTIALS_VALID)
+            p.new.get(cond.FILTER_INSTALLED) if not installed else p.new.get(cond.CREDENTIALS_VALID)
         )
         reason = "FilterNotInstalled" if not installed else "CredentialsNotVerified"
         detail = f"{blocker.reason}: {blocker.message}" if blocker else "waiting"
@@ -356,8 +371,17 @@ async def reconcile(
         await _sync_connection(p, pipelines_key)
 
     return _finish(
-        ref, spec, old_status, old_conditions, p.new, p.outcomes, p.writes, now,
-        langfuse=p.langfuse_status, openwebui=p.openwebui_status, pipeline_id=spec.pipeline_id,
+        ref,
+        spec,
+        old_status,
+        old_conditions,
+        p.new,
+        p.outcomes,
+        p.writes,
+        now,
+        langfuse=p.langfuse_status,
+        openwebui=p.openwebui_status,
+        pipeline_id=spec.pipeline_id,
     )
 
 
@@ -366,8 +390,12 @@ async def _verify(p: _Pass, keys: tuple[str, str] | None) -> bool:
     if keys is None:
         return False
     if not p.spec.langfuse.verify:
-        p.set(cond.CREDENTIALS_VALID, "Unknown", "VerificationDisabled",
-              "spec.langfuse.verify is false: keys are pushed unchecked")
+        p.set(
+            cond.CREDENTIALS_VALID,
+            "Unknown",
+            "VerificationDisabled",
+            "spec.langfuse.verify is false: keys are pushed unchecked",
+        )
         return True
     client = p.upstreams.langfuse(p.spec.langfuse.host)
     try:
@@ -440,12 +468,20 @@ async def _install_filter(p: _Pass, pipelines_key: str) -> bool:
             if remembered or p.memory.failed.get(key) == marker:
                 listed = await client.list_pipelines()
                 if any(row.id == pid for row in listed) and remembered:
-                    p.set(cond.FILTER_INSTALLED, "True", "Installed",
-                          f"filter {pid} is loaded in Pipelines")
+                    p.set(
+                        cond.FILTER_INSTALLED,
+                        "True",
+                        "Installed",
+                        f"filter {pid} is loaded in Pipelines",
+                    )
                     return True
                 if p.memory.failed.get(key) == marker and not any(r.id == pid for r in listed):
-                    p.fail(cond.FILTER_INSTALLED, "FilterLoadFailed",
-                           _load_failed_message(pid), temporary=False)
+                    p.fail(
+                        cond.FILTER_INSTALLED,
+                        "FilterLoadFailed",
+                        _load_failed_message(pid),
+                        temporary=False,
+                    )
                     return False
             if content is None:
                 assert spec.filter.url is not None
@@ -462,8 +498,9 @@ async def _install_filter(p: _Pass, pipelines_key: str) -> bool:
     if not any(row.id == pid for row in listed):
         p.memory.failed[key] = marker
         p.memory.installed.pop(key, None)
-        p.fail(cond.FILTER_INSTALLED, "FilterLoadFailed", _load_failed_message(pid),
-               temporary=False)
+        p.fail(
+            cond.FILTER_INSTALLED, "FilterLoadFailed", _load_failed_message(pid), temporary=False
+        )
         return False
     p.memory.installed[key] = marker
     p.memory.failed.pop(key, None)
@@ -503,8 +540,12 @@ async def _sync_valves(p: _Pass, pipelines_key: str, keys: tuple[str, str]) -> N
             current = await client.get_valves(pid)
             unknown = sorted(k for k in desired if k not in current)
             if unknown:
-                p.fail(cond.VALVES_SYNCED, "UnknownValves",
-                       f"filter {pid} has no valve(s) {', '.join(unknown)}", temporary=False)
+                p.fail(
+                    cond.VALVES_SYNCED,
+                    "UnknownValves",
+                    f"filter {pid} has no valve(s) {', '.join(unknown)}",
+                    temporary=False,
+                )
                 return
             merged = {**current, **desired}
             if merged != current:
@@ -523,12 +564,20 @@ async def _sync_connection(p: _Pass, pipelines_key: str | None) -> None:
     assert spec.open_webui is not None
     api = p.upstreams.connection
     if api is None:
-        p.fail(cond.CONNECTION_REGISTERED, "NotSupported",
-               "this operator build cannot register Open WebUI connections", temporary=False)
+        p.fail(
+            cond.CONNECTION_REGISTERED,
+            "NotSupported",
+            "this operator build cannot register Open WebUI connections",
+            temporary=False,
+        )
         return
     if pipelines_key is None:
-        p.fail(cond.CONNECTION_REGISTERED, "PipelinesKeyMissing",
-               "the Pipelines key is missing", temporary=False)
+        p.fail(
+            cond.CONNECTION_REGISTERED,
+            "PipelinesKeyMissing",
+            "the Pipelines key is missing",
+            temporary=False,
+        )
         return
     try:
         auth = _openwebui_auth(p, api)
@@ -549,8 +598,9 @@ async def _sync_connection(p: _Pass, pipelines_key: str | None) -> None:
         p.set(cond.CONNECTION_REGISTERED, "True", outcome.reason, outcome.message)
         p.openwebui_status = {"connectionUrl": outcome.connection_url}
     else:
-        p.fail(cond.CONNECTION_REGISTERED, outcome.reason, outcome.message,
-               temporary=outcome.temporary)
+        p.fail(
+            cond.CONNECTION_REGISTERED, outcome.reason, outcome.message, temporary=outcome.temporary
+        )
 
 
 def _openwebui_auth(p: _Pass, api: ConnectionApi) -> Any:
@@ -596,20 +646,30 @@ def _finish(
     blocking = ready_now.reason if ready_now is not None else "Unknown"
     blocking_message = ready_now.message if ready_now is not None else ""
     if outcome == "temporary":
-        reconciling = Condition(cond.RECONCILING, "True", "RetryingAfterError", blocking_message,
-                                observed_generation=ref.generation)
-        stalled = Condition(cond.STALLED, "False", "NotStalled", "",
-                            observed_generation=ref.generation)
+        reconciling = Condition(
+            cond.RECONCILING,
+            "True",
+            "RetryingAfterError",
+            blocking_message,
+            observed_generation=ref.generation,
+        )
+        stalled = Condition(
+            cond.STALLED, "False", "NotStalled", "", observed_generation=ref.generation
+        )
     elif outcome == "permanent":
-        reconciling = Condition(cond.RECONCILING, "False", "Stalled", "",
-                                observed_generation=ref.generation)
-        stalled = Condition(cond.STALLED, "True", blocking, blocking_message,
-                            observed_generation=ref.generation)
+        reconciling = Condition(
+            cond.RECONCILING, "False", "Stalled", "", observed_generation=ref.generation
+        )
+        stalled = Condition(
+            cond.STALLED, "True", blocking, blocking_message, observed_generation=ref.generation
+        )
     else:
-        reconciling = Condition(cond.RECONCILING, "False", "Idle", "",
-                                observed_generation=ref.generation)
-        stalled = Condition(cond.STALLED, "False", "NotStalled", "",
-                            observed_generation=ref.generation)
+        reconciling = Condition(
+            cond.RECONCILING, "False", "Idle", "", observed_generation=ref.generation
+        )
+        stalled = Condition(
+            cond.STALLED, "False", "NotStalled", "", observed_generation=ref.generation
+        )
     conditions = cond.set_condition(conditions, reconciling, now=now)
     conditions = cond.set_condition(conditions, stalled, now=now)
 

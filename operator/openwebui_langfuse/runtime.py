@@ -101,9 +101,7 @@ class IndexReader:
 
     def config_map_value(self, namespace: str, name: str, key: str) -> str:
         if (namespace, name) not in self._config_maps:
-            raise MissingReference(
-                "ConfigMapNotFound", f"ConfigMap {namespace}/{name} not found"
-            )
+            raise MissingReference("ConfigMapNotFound", f"ConfigMap {namespace}/{name} not found")
         data = self._first(self._config_maps, (namespace, name))
         if key not in data:
             raise MissingReference(
@@ -282,8 +280,9 @@ class Runtime:
                     delay = await self.pass_once(worker, body, reader)
                 except Exception as exc:  # a bug must not end the worker for good
                     # Only the type at INFO and above: a message could quote an upstream value.
-                    logger.error("%s/%s: pass failed unexpectedly (%s); retrying",
-                                 *key, type(exc).__name__)
+                    logger.error(
+                        "%s/%s: pass failed unexpectedly (%s); retrying", *key, type(exc).__name__
+                    )
                     logger.debug("pass failure", exc_info=True)
                     delay = worker.backoff
                     worker.backoff = min(worker.backoff * 2, self.settings.max_backoff)
@@ -352,18 +351,28 @@ class Runtime:
         conditions = [cond.Condition.from_wire(c) for c in old.get("conditions") or []]
         conditions = cond.set_condition(
             conditions,
-            cond.Condition(cond.RECONCILING, "False", "Suspended",
-                           "spec.suspend is true: nothing is reconciled",
-                           observed_generation=ref.generation),
+            cond.Condition(
+                cond.RECONCILING,
+                "False",
+                "Suspended",
+                "spec.suspend is true: nothing is reconciled",
+                observed_generation=ref.generation,
+            ),
             now=utc_now(),
         )
-        new = {**old, "observedGeneration": ref.generation,
-               "conditions": [c.to_wire() for c in conditions]}
+        new = {
+            **old,
+            "observedGeneration": ref.generation,
+            "conditions": [c.to_wire() for c in conditions],
+        }
         if new != old:
             await self._write_status(worker, old, new)
 
     async def _publish(
-        self, worker: Worker, body: Mapping[str, Any], result: ReconcileResult,
+        self,
+        worker: Worker,
+        body: Mapping[str, Any],
+        result: ReconcileResult,
         reader: IndexReader,
     ) -> bool:
         """Log, post Events, write status and the install record; False if status failed."""
@@ -377,8 +386,14 @@ class Runtime:
                 continue
             was = old.status if old else "(none)"
             logger.info(
-                "%s/%s: %s %s->%s (%s) %s", namespace, name, new.type, was, new.status,
-                new.reason, new.message,
+                "%s/%s: %s %s->%s (%s) %s",
+                namespace,
+                name,
+                new.type,
+                was,
+                new.status,
+                new.reason,
+                new.message,
             )
             # Events: every Ready transition, and each new problem at its source (not the
             # valves' "blocked by" follow-up, which Ready already names).
@@ -398,13 +413,15 @@ class Runtime:
         return written
 
     async def _retire_previous(
-        self, worker: Worker, body: Mapping[str, Any], result: ReconcileResult,
+        self,
+        worker: Worker,
+        body: Mapping[str, Any],
+        result: ReconcileResult,
         reader: IndexReader,
     ) -> None:
         spec = result.spec
         previous = recorded_target(worker.install_record)
-        if spec is None or previous is None or previous == (spec.pipelines.url,
-                                                           spec.pipeline_id):
+        if spec is None or previous is None or previous == (spec.pipelines.url, spec.pipeline_id):
             return
         if spec.deletion_policy != "Delete" or any(
             owner != worker.key for owner in worker.owners(("pipeline", *previous))
@@ -413,8 +430,12 @@ class Runtime:
         namespace, name = worker.key
         try:
             done = await retire_previous(
-                ResourceRef(namespace, name, 0), spec, previous, reader=reader,
-                upstreams=self.upstreams, memory=self.memory,
+                ResourceRef(namespace, name, 0),
+                spec,
+                previous,
+                reader=reader,
+                upstreams=self.upstreams,
+                memory=self.memory,
             )
         except (PipelinesError, MissingReference) as exc:
             message = f"could not delete the previous filter {previous[1]}: {exc}"

@@ -63,20 +63,33 @@ def release_all(harness: Harness, namespace: str, op: OperatorProcess | None) ->
             wait_for(lambda: not harness.list(namespace), 15, "resources to be cleaned up")
     for obj in harness.list(namespace):
         harness.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, obj["metadata"]["name"],
-            {"metadata": {"finalizers": None}})
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            obj["metadata"]["name"],
+            {"metadata": {"finalizers": None}},
+        )
 
 
 @pytest.fixture(name="operator")
-def operator_fixture(cluster: Cluster, world: World, namespace: str, crd: None, harness: Harness,
-             pipelines: PipelinesServer, langfuse: LangfuseStandIn,
-             tmp_path: Path) -> Iterator[OperatorProcess]:
+def operator_fixture(
+    cluster: Cluster,
+    world: World,
+    namespace: str,
+    crd: None,
+    harness: Harness,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    tmp_path: Path,
+) -> Iterator[OperatorProcess]:
     # Depends on Pipelines and Langfuse so that they outlive it: the resources are deleted
     # (and cleaned up) while both still answer.
     account = chart_rbac(cluster, world, namespace)
     kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
-    op = OperatorProcess(world, kubeconfig, [namespace], env=OPERATOR_ENV,
-                         log_dir=tmp_path / "operator")
+    op = OperatorProcess(
+        world, kubeconfig, [namespace], env=OPERATOR_ENV, log_dir=tmp_path / "operator"
+    )
     op.start()
     try:
         yield op
@@ -89,18 +102,27 @@ def operator_fixture(cluster: Cluster, world: World, namespace: str, crd: None, 
 
 
 @pytest.fixture(name="secrets_in")
-def secrets_in_fixture(harness: Harness, namespace: str, pipelines: PipelinesServer,
-               langfuse: LangfuseStandIn) -> None:
+def secrets_in_fixture(
+    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
     """The Secrets a basic resource references: Langfuse keys and the Pipelines key."""
-    harness.put_secret(namespace, "langfuse", {"public-key": langfuse.public_key,
-                                               "secret-key": langfuse.secret_key})
+    harness.put_secret(
+        namespace,
+        "langfuse",
+        {"public-key": langfuse.public_key, "secret-key": langfuse.secret_key},
+    )
     harness.put_secret(namespace, "pipelines", {"api-key": pipelines.api_key})
 
 
 @pytest.fixture(name="secret_guard")
-def secret_guard_fixture(operator: OperatorProcess, harness: Harness, namespace: str,
-                 pipelines: PipelinesServer, langfuse: LangfuseStandIn,
-                 caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+def secret_guard_fixture(
+    operator: OperatorProcess,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> Iterator[None]:
     yield
     values = {*harness.secret_values, pipelines.api_key, langfuse.secret_key}
     places = {

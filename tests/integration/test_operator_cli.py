@@ -34,25 +34,47 @@ pytestmark = pytest.mark.world
 
 def test_run_without_a_namespace_explains_itself(world: World) -> None:
     command = world.venv("project") / "bin" / "openwebui-langfuse"
-    result = subprocess.run([str(command), "run"], capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin"}, check=False)
+    result = subprocess.run(
+        [str(command), "run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
     assert result.returncode == 2
     assert "no namespace to watch" in result.stderr
-    result = subprocess.run([str(command), "run", "--namespace", "a"], capture_output=True,
-                            text=True, timeout=60, check=False,
-                            env={"PATH": "/usr/bin:/bin", "OPENWEBUI_LANGFUSE_LOG_LEVEL": "LOUD"})
+    result = subprocess.run(
+        [str(command), "run", "--namespace", "a"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "OPENWEBUI_LANGFUSE_LOG_LEVEL": "LOUD"},
+    )
     assert result.returncode == 2 and "log level" in result.stderr
 
 
 @pytest.fixture
-def json_operator(cluster: Cluster, world: World, namespace: str, crd: None, harness: Harness,
-                  pipelines: PipelinesServer, langfuse: LangfuseStandIn,
-                  tmp_path: Path) -> Iterator[OperatorProcess]:
+def json_operator(
+    cluster: Cluster,
+    world: World,
+    namespace: str,
+    crd: None,
+    harness: Harness,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    tmp_path: Path,
+) -> Iterator[OperatorProcess]:
     account = chart_rbac(cluster, world, namespace)
     kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
-    op = OperatorProcess(world, kubeconfig, [namespace],
-                         env={**OPERATOR_ENV, "OPENWEBUI_LANGFUSE_LOG_FORMAT": "json"},
-                         log_dir=tmp_path / "operator")
+    op = OperatorProcess(
+        world,
+        kubeconfig,
+        [namespace],
+        env={**OPERATOR_ENV, "OPENWEBUI_LANGFUSE_LOG_FORMAT": "json"},
+        log_dir=tmp_path / "operator",
+    )
     op.start()
     try:
         yield op
@@ -64,13 +86,19 @@ def json_operator(cluster: Cluster, world: World, namespace: str, crd: None, har
 
 @pytest.mark.usefixtures("secrets_in")
 def test_json_logs_one_line_per_transition_and_a_clean_resource(
-    json_operator: OperatorProcess, harness: Harness, namespace: str,
-    pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    json_operator: OperatorProcess,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
 ) -> None:
     harness.apply(namespace, "tracing", spec(pipelines, langfuse))
     harness.wait_condition(namespace, "tracing", "Ready", "True")
-    lines = [line for line in json_operator.log_text().splitlines()
-             if line.strip() and not line.startswith("$ ")]
+    lines = [
+        line
+        for line in json_operator.log_text().splitlines()
+        if line.strip() and not line.startswith("$ ")
+    ]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     messages = [r["message"] for r in records]
     assert sum("Ready (none)->True" in m for m in messages) == 1
@@ -89,8 +117,11 @@ def test_json_logs_one_line_per_transition_and_a_clean_resource(
 
 @pytest.mark.usefixtures("secrets_in")
 def test_events_only_langfuse_is_reported(
-    json_operator: OperatorProcess, harness: Harness, namespace: str,
-    pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    json_operator: OperatorProcess,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
 ) -> None:
     langfuse.events_only = True
     harness.apply(namespace, "tracing", spec(pipelines, langfuse))

@@ -34,11 +34,26 @@ pytestmark = pytest.mark.world
 
 
 @pytest.fixture
-def clusterwide_operator(cluster: Cluster, world: World, namespace: str, crd: None,
-                         harness: Harness, pipelines: PipelinesServer,
-                         langfuse: LangfuseStandIn, tmp_path: Path) -> Iterator[OperatorProcess]:
-    argv = [str(world.binary("helm")), "template", "owl", str(CHART), "--namespace", namespace,
-            "--set", "operator.clusterWide=true"]
+def clusterwide_operator(
+    cluster: Cluster,
+    world: World,
+    namespace: str,
+    crd: None,
+    harness: Harness,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    tmp_path: Path,
+) -> Iterator[OperatorProcess]:
+    argv = [
+        str(world.binary("helm")),
+        "template",
+        "owl",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        "operator.clusterWide=true",
+    ]
     # In this mode the namespaced Role(Binding) templates render nothing: the rules join the
     # ClusterRole.
     for template in RBAC_TEMPLATES:
@@ -47,11 +62,16 @@ def clusterwide_operator(cluster: Cluster, world: World, namespace: str, crd: No
     rendered = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     applied = cluster.kubectl("apply", "-f", "-", input=rendered.stdout.encode())
     assert applied.returncode == 0, applied.stderr
-    kubeconfig = token_kubeconfig(cluster, namespace, "owl-openwebui-langfuse-operator",
-                                  tmp_path / "kubeconfig")
-    op = OperatorProcess(world, kubeconfig, [], env={**OPERATOR_ENV,
-                                                     "OPENWEBUI_LANGFUSE_ALL_NAMESPACES": "true"},
-                         log_dir=tmp_path / "operator")
+    kubeconfig = token_kubeconfig(
+        cluster, namespace, "owl-openwebui-langfuse-operator", tmp_path / "kubeconfig"
+    )
+    op = OperatorProcess(
+        world,
+        kubeconfig,
+        [],
+        env={**OPERATOR_ENV, "OPENWEBUI_LANGFUSE_ALL_NAMESPACES": "true"},
+        log_dir=tmp_path / "operator",
+    )
     op.start()
     try:
         yield op
@@ -64,8 +84,11 @@ def clusterwide_operator(cluster: Cluster, world: World, namespace: str, crd: No
 
 @pytest.mark.usefixtures("secrets_in")
 def test_cluster_wide_operator_reconciles(
-    clusterwide_operator: OperatorProcess, harness: Harness, namespace: str,
-    pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    clusterwide_operator: OperatorProcess,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
 ) -> None:
     harness.apply(namespace, "tracing", spec(pipelines, langfuse))
     harness.wait_condition(namespace, "tracing", "Ready", "True")

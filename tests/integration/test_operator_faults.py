@@ -35,12 +35,20 @@ def pid_of(namespace: str, name: str = NAME) -> str:
 
 @pytest.mark.parametrize(
     ("mode", "reason", "stalled"),
-    [("403", "AccessDenied", "True"), ("500", "LangfuseServerError", "False"),
-     ("slow", "LangfuseTimeout", "False")],
+    [
+        ("403", "AccessDenied", "True"),
+        ("500", "LangfuseServerError", "False"),
+        ("slow", "LangfuseTimeout", "False"),
+    ],
 )
 def test_langfuse_failures_keep_valves_and_recover(
-    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
-    mode: str, reason: str, stalled: str,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    mode: str,
+    reason: str,
+    stalled: str,
 ) -> None:
     langfuse.slow_seconds = 5  # beyond the operator's 2 s HTTP timeout in these tests
     langfuse.set_failure(mode)
@@ -59,8 +67,11 @@ def test_langfuse_failures_keep_valves_and_recover(
     langfuse.set_failure(None)
     if stalled == "True":
         # Permanent: only a change brings it back (here a Secret write, or the next resync).
-        harness.put_secret(namespace, "langfuse", {"public-key": langfuse.public_key,
-                                                   "secret-key": langfuse.secret_key})
+        harness.put_secret(
+            namespace,
+            "langfuse",
+            {"public-key": langfuse.public_key, "secret-key": langfuse.secret_key},
+        )
     harness.wait_condition(namespace, NAME, "Ready", "True", timeout=15)
     assert valves(pipelines, pid)["secret_key"] == langfuse.secret_key
 
@@ -71,8 +82,9 @@ def test_langfuse_unreachable(
     body = spec(pipelines, langfuse)
     body["langfuse"]["host"] = f"http://127.0.0.1:{free_port()}"
     harness.apply(namespace, NAME, body)
-    harness.wait_condition(namespace, NAME, "CredentialsValid", "False",
-                           reason="LangfuseUnreachable")
+    harness.wait_condition(
+        namespace, NAME, "CredentialsValid", "False", reason="LangfuseUnreachable"
+    )
     assert harness.condition(namespace, NAME, "Reconciling")["status"] == "True"  # type: ignore[index]
 
 
@@ -81,8 +93,9 @@ def test_pipelines_down_then_up(
 ) -> None:
     pipelines.stop(keep_files=True)
     harness.apply(namespace, NAME, spec(pipelines, langfuse))
-    cond = harness.wait_condition(namespace, NAME, "FilterInstalled", "False",
-                                  reason="PipelinesUnreachable")
+    cond = harness.wait_condition(
+        namespace, NAME, "FilterInstalled", "False", reason="PipelinesUnreachable"
+    )
     assert pipelines.api_key not in cond["message"]
     pipelines.start()
     harness.wait_condition(namespace, NAME, "Ready", "True", timeout=20)
@@ -90,15 +103,25 @@ def test_pipelines_down_then_up(
 
 
 def test_filter_that_fails_to_load_is_reported_without_a_hot_loop(
-    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
     operator: OperatorProcess,
 ) -> None:
     harness.put_config_map(namespace, "filter", {"filter.py": BROKEN_FILTER})
-    harness.apply(namespace, NAME, spec(
-        pipelines, langfuse,
-        filter={"source": "configMap", "configMap": {"name": "filter", "key": "filter.py"}}))
-    cond = harness.wait_condition(namespace, NAME, "FilterInstalled", "False",
-                                  reason="FilterLoadFailed")
+    harness.apply(
+        namespace,
+        NAME,
+        spec(
+            pipelines,
+            langfuse,
+            filter={"source": "configMap", "configMap": {"name": "filter", "key": "filter.py"}},
+        ),
+    )
+    cond = harness.wait_condition(
+        namespace, NAME, "FilterInstalled", "False", reason="FilterLoadFailed"
+    )
     assert "did not load" in cond["message"]
     assert harness.condition(namespace, NAME, "Stalled")["status"] == "True"  # type: ignore[index]
     time.sleep(3)  # observation window: a retry loop would upload again within it
@@ -124,8 +147,11 @@ def test_valves_edited_by_hand_are_repaired_at_resync(
     httpx.post(f"{pipelines.url}/{pid}/valves/update", json=edited, timeout=10).raise_for_status()
     assert valves(pipelines, pid)["secret_key"] == "typed-by-hand"
     # resyncInterval is 10s in these resources.
-    wait_for(lambda: valves(pipelines, pid)["secret_key"] == langfuse.secret_key, 15,
-             "valves repaired by the resync")
+    wait_for(
+        lambda: valves(pipelines, pid)["secret_key"] == langfuse.secret_key,
+        15,
+        "valves repaired by the resync",
+    )
     assert valves(pipelines, pid)["pipelines"] == ["*"]
 
 
@@ -138,12 +164,18 @@ def test_pipelines_restarted_empty_is_repaired_at_resync(
     assert pipeline_ids(pipelines) == []
     pid = pid_of(namespace)
     wait_for(lambda: pipeline_ids(pipelines) == [pid], 20, "filter re-installed by the resync")
-    wait_for(lambda: valves(pipelines, pid)["secret_key"] == langfuse.secret_key, 5,
-             "valves pushed again")
+    wait_for(
+        lambda: valves(pipelines, pid)["secret_key"] == langfuse.secret_key,
+        5,
+        "valves pushed again",
+    )
 
 
 def test_operator_killed_mid_reconcile_converges(
-    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
     operator: OperatorProcess,
 ) -> None:
     # A slow Langfuse holds the pass open; the kill lands inside it.
@@ -167,8 +199,12 @@ def test_operator_killed_mid_reconcile_converges(
 
 @pytest.mark.parametrize(("policy", "kept"), [("Delete", False), ("Retain", True)])
 def test_deletion_policy(
-    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
-    policy: str, kept: bool,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    policy: str,
+    kept: bool,
 ) -> None:
     harness.apply(namespace, NAME, spec(pipelines, langfuse, deletionPolicy=policy))
     harness.wait_condition(namespace, NAME, "Ready", "True")
@@ -187,8 +223,11 @@ def test_delete_while_pipelines_is_down_releases_after_the_bound(
     harness.delete(namespace, NAME)
     wait_for(lambda: harness.get(namespace, NAME) is None, 20, "the finalizer to be released")
     assert 3.0 <= time.monotonic() - started < 15  # the bound is 4 s in these tests
-    warning = wait_for(lambda: [e for e in harness.events(namespace)
-                                if e["reason"] == "CleanupAbandoned"], 10, "a Warning Event")
+    warning = wait_for(
+        lambda: [e for e in harness.events(namespace) if e["reason"] == "CleanupAbandoned"],
+        10,
+        "a Warning Event",
+    )
     assert warning[0]["type"] == "Warning"
     pipelines.start()
 
@@ -207,7 +246,10 @@ def test_suspend_leaves_upstream_alone(
 
 
 def test_restarted_operator_does_not_upload_again(
-    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
     operator: OperatorProcess,
 ) -> None:
     harness.apply(namespace, NAME, spec(pipelines, langfuse))
@@ -230,8 +272,9 @@ def test_wrong_pipelines_key_is_stalled_until_fixed(
 ) -> None:
     harness.put_secret(namespace, "pipelines", {"api-key": "owl-not-the-pipelines-key"})
     harness.apply(namespace, NAME, spec(pipelines, langfuse))
-    harness.wait_condition(namespace, NAME, "FilterInstalled", "False",
-                           reason="PipelinesUnauthorized")
+    harness.wait_condition(
+        namespace, NAME, "FilterInstalled", "False", reason="PipelinesUnauthorized"
+    )
     assert harness.condition(namespace, NAME, "Stalled")["status"] == "True"  # type: ignore[index]
     harness.put_secret(namespace, "pipelines", {"api-key": pipelines.api_key})
     harness.wait_condition(namespace, NAME, "Ready", "True", timeout=5)

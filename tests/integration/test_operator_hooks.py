@@ -30,37 +30,78 @@ from tests.world.pipelines import PipelinesServer
 pytestmark = [pytest.mark.world, pytest.mark.usefixtures("secret_guard", "secrets_in")]
 
 RELEASE = "owl"
-SELECTOR = (f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=openwebui-langfuse,"
-            "app.kubernetes.io/component=tracing")
-HOOK_TEMPLATES = ("templates/pre-delete-serviceaccount.yaml", "templates/pre-delete-role.yaml",
-                  "templates/pre-delete-rolebinding.yaml")
+SELECTOR = (
+    f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=openwebui-langfuse,"
+    "app.kubernetes.io/component=tracing"
+)
+HOOK_TEMPLATES = (
+    "templates/pre-delete-serviceaccount.yaml",
+    "templates/pre-delete-role.yaml",
+    "templates/pre-delete-rolebinding.yaml",
+)
 
 
 def pre_delete_account(cluster: Cluster, world: World, namespace: str, tmp: Path) -> str:
     values = tmp / "values.yaml"
-    values.write_text(yaml.safe_dump({"tracing": {"enabled": True, "spec": {"langfuse": {
-        "host": "https://cloud.langfuse.com", "publicKey": {"value": "pk-lf-x"},
-        "secretKey": {"secretKeyRef": {"name": "langfuse", "key": "secret-key"}}}}}}))
-    argv = [str(world.binary("helm")), "template", RELEASE, str(CHART), "--namespace", namespace,
-            "-f", str(values)]
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "tracing": {
+                    "enabled": True,
+                    "spec": {
+                        "langfuse": {
+                            "host": "https://cloud.langfuse.com",
+                            "publicKey": {"value": "pk-lf-x"},
+                            "secretKey": {
+                                "secretKeyRef": {"name": "langfuse", "key": "secret-key"}
+                            },
+                        }
+                    },
+                }
+            }
+        )
+    )
+    argv = [
+        str(world.binary("helm")),
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "-f",
+        str(values),
+    ]
     for template in HOOK_TEMPLATES:
         argv += ["--show-only", template]
     rendered = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
     applied = cluster.kubectl("apply", "-f", "-", input=rendered.encode())
     assert applied.returncode == 0, applied.stderr
-    return next(str(d["metadata"]["name"]) for d in yaml.safe_load_all(rendered)
-                if d and d["kind"] == "ServiceAccount")
+    return next(
+        str(d["metadata"]["name"])
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] == "ServiceAccount"
+    )
 
 
 def test_pre_delete_removes_the_release_resources_after_cleanup(
-    cluster: Cluster, world: World, harness: Harness, namespace: str,
-    pipelines: PipelinesServer, langfuse: LangfuseStandIn, tmp_path: Path,
+    cluster: Cluster,
+    world: World,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    tmp_path: Path,
 ) -> None:
     labels = dict(item.split("=") for item in SELECTOR.split(","))
     harness.apply(namespace, "from-release", spec(pipelines, langfuse))
     harness.custom.patch_namespaced_custom_object(
-        "openwebui-langfuse.io", "v1alpha1", namespace, "langfusetracings", "from-release",
-        {"metadata": {"labels": labels}})
+        "openwebui-langfuse.io",
+        "v1alpha1",
+        namespace,
+        "langfusetracings",
+        "from-release",
+        {"metadata": {"labels": labels}},
+    )
     harness.apply(namespace, "other", spec(pipelines, langfuse))
     for name in ("from-release", "other"):
         harness.wait_condition(namespace, name, "Ready", "True")
@@ -70,10 +111,22 @@ def test_pre_delete_removes_the_release_resources_after_cleanup(
     kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "hook-kubeconfig")
     command = world.venv("project") / "bin" / "openwebui-langfuse"
     result = subprocess.run(
-        [str(command), "pre-delete", "--namespace", namespace, "--selector", SELECTOR,
-         "--timeout", "30"],
+        [
+            str(command),
+            "pre-delete",
+            "--namespace",
+            namespace,
+            "--selector",
+            SELECTOR,
+            "--timeout",
+            "30",
+        ],
         env={"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 langfusetracing(s) deleted" in result.stdout
     assert harness.get(namespace, "from-release") is None

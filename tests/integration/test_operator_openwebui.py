@@ -32,17 +32,30 @@ def openai_config(open_webui: OpenWebUI) -> dict[str, Any]:
 
 
 def test_connection_is_registered_and_removed_with_the_resource(
-    harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
     open_webui: OpenWebUI,
 ) -> None:
-    harness.put_secret(namespace, "open-webui-admin", {"email": open_webui.admin_email,
-                                                       "password": open_webui.admin_password})
-    harness.apply(namespace, "tracing", spec(pipelines, langfuse, openWebUI={
-        "url": open_webui.url,
-        "auth": {"credentials": {"secretRef": {"name": "open-webui-admin"}}},
-    }))
-    cond = harness.wait_condition(namespace, "tracing", "ConnectionRegistered", "True",
-                                  timeout=60)
+    harness.put_secret(
+        namespace,
+        "open-webui-admin",
+        {"email": open_webui.admin_email, "password": open_webui.admin_password},
+    )
+    harness.apply(
+        namespace,
+        "tracing",
+        spec(
+            pipelines,
+            langfuse,
+            openWebUI={
+                "url": open_webui.url,
+                "auth": {"credentials": {"secretRef": {"name": "open-webui-admin"}}},
+            },
+        ),
+    )
+    cond = harness.wait_condition(namespace, "tracing", "ConnectionRegistered", "True", timeout=60)
     assert open_webui.admin_password not in cond["message"]
     harness.wait_condition(namespace, "tracing", "Ready", "True")
     status = (harness.get(namespace, "tracing") or {})["status"]

@@ -34,8 +34,9 @@ def pid_of(namespace: str, name: str = NAME) -> str:
 def test_apply_makes_it_ready_and_pushes_valves(
     harness: Harness, namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn
 ) -> None:
-    harness.apply(namespace, NAME, spec(pipelines, langfuse,
-                                        filter={"models": ["llama3"], "priority": 5}))
+    harness.apply(
+        namespace, NAME, spec(pipelines, langfuse, filter={"models": ["llama3"], "priority": 5})
+    )
     ready = harness.wait_condition(namespace, NAME, "Ready", "True")
     assert ready["reason"] == "Ready"
     pid = pid_of(namespace)
@@ -52,11 +53,17 @@ def test_apply_makes_it_ready_and_pushes_valves(
     assert status["langfuse"]["projectId"] == langfuse.project_id
     assert status["langfuse"]["ingestionMode"] == "otlp+legacy"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Ready": "True", "CredentialsValid": "True", "FilterInstalled": "True",
-        "ValvesSynced": "True", "Reconciling": "False", "Stalled": "False"}
+        "Ready": "True",
+        "CredentialsValid": "True",
+        "FilterInstalled": "True",
+        "ValvesSynced": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+    }
     assert "openwebui-langfuse.io/cleanup" in obj["metadata"]["finalizers"]
-    wait_for(lambda: any(e["reason"] == "Ready" for e in harness.events(namespace)), 10,
-             "a Ready Event")
+    wait_for(
+        lambda: any(e["reason"] == "Ready" for e in harness.events(namespace)), 10, "a Ready Event"
+    )
 
 
 @pytest.mark.usefixtures("operator")
@@ -65,16 +72,19 @@ def test_missing_secret_then_created_recovers(
 ) -> None:
     harness.put_secret(namespace, "pipelines", {"api-key": pipelines.api_key})
     harness.apply(namespace, NAME, spec(pipelines, langfuse))
-    cond = harness.wait_condition(namespace, NAME, "CredentialsValid", "False",
-                                  reason="SecretNotFound")
+    cond = harness.wait_condition(
+        namespace, NAME, "CredentialsValid", "False", reason="SecretNotFound"
+    )
     assert f"{namespace}/langfuse" in cond["message"]
     assert harness.condition(namespace, NAME, "Stalled")["status"] == "True"  # type: ignore[index]
 
     harness.put_secret(namespace, "langfuse", {"public-key": langfuse.public_key})
-    harness.wait_condition(namespace, NAME, "CredentialsValid", "False",
-                           reason="SecretKeyNotFound")
-    harness.put_secret(namespace, "langfuse", {"public-key": langfuse.public_key,
-                                               "secret-key": langfuse.secret_key})
+    harness.wait_condition(namespace, NAME, "CredentialsValid", "False", reason="SecretKeyNotFound")
+    harness.put_secret(
+        namespace,
+        "langfuse",
+        {"public-key": langfuse.public_key, "secret-key": langfuse.secret_key},
+    )
     harness.wait_condition(namespace, NAME, "Ready", "True", timeout=5)
     assert valves(pipelines, pid_of(namespace))["secret_key"] == langfuse.secret_key
 
@@ -89,20 +99,30 @@ def test_rotation_reaches_pipelines_and_wrong_keys_leave_valves(
 
     # Rotate to another valid pair: Pipelines has it within a couple of seconds.
     project = langfuse.add_project(name="rotated")
-    harness.put_secret(namespace, "langfuse", {"public-key": project.public_key,
-                                               "secret-key": project.secret_key})
+    harness.put_secret(
+        namespace, "langfuse", {"public-key": project.public_key, "secret-key": project.secret_key}
+    )
     started = time.monotonic()
-    wait_for(lambda: valves(pipelines, pid)["secret_key"] == project.secret_key, 5,
-             "rotated secret key in the valves", interval=0.02)
+    wait_for(
+        lambda: valves(pipelines, pid)["secret_key"] == project.secret_key,
+        5,
+        "rotated secret key in the valves",
+        interval=0.02,
+    )
     assert time.monotonic() - started < 2.0
 
     # A wrong pair is refused and the working valves stay.
-    harness.put_secret(namespace, "langfuse", {"public-key": project.public_key,
-                                               "secret-key": "sk-lf-definitely-wrong-1234"})
-    harness.wait_condition(namespace, NAME, "CredentialsValid", "False",
-                           reason="InvalidCredentials")
+    harness.put_secret(
+        namespace,
+        "langfuse",
+        {"public-key": project.public_key, "secret-key": "sk-lf-definitely-wrong-1234"},
+    )
+    harness.wait_condition(
+        namespace, NAME, "CredentialsValid", "False", reason="InvalidCredentials"
+    )
     assert harness.condition(namespace, NAME, "ValvesSynced")["reason"] == (  # type: ignore[index]
-        "CredentialsNotVerified")
+        "CredentialsNotVerified"
+    )
     assert valves(pipelines, pid)["secret_key"] == project.secret_key
 
 

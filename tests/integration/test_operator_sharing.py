@@ -42,8 +42,11 @@ def second_namespace(kube: Any, namespace: str) -> Iterator[str]:
     name = f"{namespace[:50]}-b{uuid.uuid4().hex[:4]}"
     core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)))
     try:
-        wait_for(lambda: core.read_namespaced_service_account("default", name), 30,
-                 f"ServiceAccount default in {name}")
+        wait_for(
+            lambda: core.read_namespaced_service_account("default", name),
+            30,
+            f"ServiceAccount default in {name}",
+        )
         yield name
     finally:
         core.delete_namespace(name)
@@ -51,14 +54,22 @@ def second_namespace(kube: Any, namespace: str) -> Iterator[str]:
 
 @pytest.fixture
 def two_namespace_operator(
-    cluster: Cluster, world: World, namespace: str, second_namespace: str, crd: None,
-    harness: Harness, pipelines: PipelinesServer, langfuse: LangfuseStandIn, tmp_path: Path,
+    cluster: Cluster,
+    world: World,
+    namespace: str,
+    second_namespace: str,
+    crd: None,
+    harness: Harness,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
     watched = [namespace, second_namespace]
     account = chart_rbac(cluster, world, namespace, watch_namespaces=watched)
     kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
-    op = OperatorProcess(world, kubeconfig, watched, env=OPERATOR_ENV,
-                         log_dir=tmp_path / "operator")
+    op = OperatorProcess(
+        world, kubeconfig, watched, env=OPERATOR_ENV, log_dir=tmp_path / "operator"
+    )
     op.start()
     try:
         yield op
@@ -71,8 +82,12 @@ def two_namespace_operator(
 
 
 def test_two_teams_share_one_pipelines(
-    two_namespace_operator: OperatorProcess, harness: Harness, namespace: str,
-    second_namespace: str, pipelines: PipelinesServer, langfuse: LangfuseStandIn,
+    two_namespace_operator: OperatorProcess,
+    harness: Harness,
+    namespace: str,
+    second_namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
 ) -> None:
     team_b = langfuse.add_project(name="team-b")
     teams = {
@@ -91,7 +106,10 @@ def test_two_teams_share_one_pipelines(
     for ns, (public, secret, models) in teams.items():
         current = valves(pipelines, ids[ns])
         assert (current["public_key"], current["secret_key"], current["pipelines"]) == (
-            public, secret, models)
+            public,
+            secret,
+            models,
+        )
     status_b = (harness.get(second_namespace, "tracing") or {})["status"]
     assert status_b["langfuse"]["projectName"] == "team-b"
 
@@ -101,7 +119,10 @@ def test_two_teams_share_one_pipelines(
     assert pipeline_ids(pipelines) == [ids[second_namespace]]
     assert valves(pipelines, ids[second_namespace])["secret_key"] == team_b.secret_key
 
-    text = (two_namespace_operator.log_text() + harness.visible_text(namespace)
-            + harness.visible_text(second_namespace))
+    text = (
+        two_namespace_operator.log_text()
+        + harness.visible_text(namespace)
+        + harness.visible_text(second_namespace)
+    )
     for value in (langfuse.secret_key, team_b.secret_key, pipelines.api_key):
         assert value not in text

@@ -49,8 +49,9 @@ async def _failure(client: LangfuseClient, pk: str, sk: str) -> LangfuseCheckErr
 
 
 async def test_wrong_keys(langfuse: LangfuseStandIn, http: httpx.AsyncClient) -> None:
-    error = await _failure(LangfuseClient(langfuse.url, http=http), langfuse.public_key,
-                           "sk-lf-wrong-secret")
+    error = await _failure(
+        LangfuseClient(langfuse.url, http=http), langfuse.public_key, "sk-lf-wrong-secret"
+    )
     assert (error.reason, error.temporary) == ("InvalidCredentials", False)
 
 
@@ -70,8 +71,9 @@ async def test_failure_modes(
 ) -> None:
     langfuse.set_failure(mode)
     started = time.monotonic()
-    error = await _failure(LangfuseClient(langfuse.url, http=http), langfuse.public_key,
-                           langfuse.secret_key)
+    error = await _failure(
+        LangfuseClient(langfuse.url, http=http), langfuse.public_key, langfuse.secret_key
+    )
     assert (error.reason, error.temporary) == (reason, temporary)
     # No hidden SDK retries (they would take ~3 s on a 5xx).
     assert time.monotonic() - started < 1.5
@@ -81,20 +83,27 @@ async def test_slow_server_times_out(langfuse: LangfuseStandIn, http: httpx.Asyn
     langfuse.slow_seconds = 3
     langfuse.set_failure("slow")
     started = time.monotonic()
-    error = await _failure(LangfuseClient(langfuse.url, http=http, timeout=0.5),
-                           langfuse.public_key, langfuse.secret_key)
+    error = await _failure(
+        LangfuseClient(langfuse.url, http=http, timeout=0.5),
+        langfuse.public_key,
+        langfuse.secret_key,
+    )
     assert (error.reason, error.temporary) == ("LangfuseTimeout", True)
     assert time.monotonic() - started < 2.5
 
 
 async def test_unreachable(http: httpx.AsyncClient) -> None:
-    error = await _failure(LangfuseClient(f"http://127.0.0.1:{free_port()}", http=http),
-                           "pk-lf-x", "sk-lf-unreachable-secret")
+    error = await _failure(
+        LangfuseClient(f"http://127.0.0.1:{free_port()}", http=http),
+        "pk-lf-x",
+        "sk-lf-unreachable-secret",
+    )
     assert (error.reason, error.temporary) == ("LangfuseUnreachable", True)
 
 
 async def test_not_langfuse_health(langfuse: LangfuseStandIn, http: httpx.AsyncClient) -> None:
     langfuse.set_health_failure("html")
-    error = await _failure(LangfuseClient(langfuse.url, http=http), langfuse.public_key,
-                           langfuse.secret_key)
+    error = await _failure(
+        LangfuseClient(langfuse.url, http=http), langfuse.public_key, langfuse.secret_key
+    )
     assert error.reason == "NotLangfuse"

@@ -18,7 +18,7 @@ from tests.world.pipelines import PipelinesServer
 from tests.world.proc import free_port
 from tests.world.sample_pipelines import RECORDING_FILTER, RECORDING_FILTER_ID
 
-BROKEN = 'import no_such_module_anywhere\nclass Pipeline:\n    pass\n'
+BROKEN = "import no_such_module_anywhere\nclass Pipeline:\n    pass\n"
 
 
 @pytest.fixture

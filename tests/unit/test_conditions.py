@@ -9,12 +9,12 @@ from openwebui_langfuse.conditions import Condition
 def test_last_transition_time_kept_unless_status_flips() -> None:
     first = cond.set_condition([], Condition("FilterInstalled", "True", "Installed"), now="t1")
     assert first[0].last_transition_time == "t1"
-    same = cond.set_condition(first, Condition("FilterInstalled", "True", "Installed", "m"),
-                              now="t2")
+    same = cond.set_condition(
+        first, Condition("FilterInstalled", "True", "Installed", "m"), now="t2"
+    )
     assert same[0].last_transition_time == "t1"
     assert same[0].message == "m"
-    reason_only = cond.set_condition(same, Condition("FilterInstalled", "True", "Other"),
-                                     now="t3")
+    reason_only = cond.set_condition(same, Condition("FilterInstalled", "True", "Other"), now="t3")
     assert reason_only[0].last_transition_time == "t1"
     flipped = cond.set_condition(same, Condition("FilterInstalled", "False", "X"), now="t4")
     assert flipped[0].last_transition_time == "t4"
@@ -24,8 +24,7 @@ def test_conditions_are_kept_in_a_stable_order() -> None:
     conditions: list[Condition] = []
     for type_ in ("Stalled", "ValvesSynced", "Ready", "CredentialsValid"):
         conditions = cond.set_condition(conditions, Condition(type_, "True", "R"), now="t")
-    assert [c.type for c in conditions] == ["Ready", "CredentialsValid", "ValvesSynced",
-                                            "Stalled"]
+    assert [c.type for c in conditions] == ["Ready", "CredentialsValid", "ValvesSynced", "Stalled"]
 
 
 def test_ready_names_the_first_failing_condition() -> None:
@@ -35,11 +34,15 @@ def test_ready_names_the_first_failing_condition() -> None:
         Condition("ValvesSynced", "False", "FilterNotInstalled"),
     ]
     ready = cond.ready_condition(
-        conditions, required=["CredentialsValid", "FilterInstalled", "ValvesSynced"],
+        conditions,
+        required=["CredentialsValid", "FilterInstalled", "ValvesSynced"],
         generation=3,
     )
     assert (ready.status, ready.reason, ready.observed_generation) == (
-        "False", "FilterLoadFailed", 3)
+        "False",
+        "FilterLoadFailed",
+        3,
+    )
     assert "broken" in ready.message
 
 
@@ -50,7 +53,8 @@ def test_ready_true_when_verification_is_disabled() -> None:
         Condition("ValvesSynced", "True", "Synced"),
     ]
     ready = cond.ready_condition(
-        conditions, required=["CredentialsValid", "FilterInstalled", "ValvesSynced"],
+        conditions,
+        required=["CredentialsValid", "FilterInstalled", "ValvesSynced"],
         generation=1,
     )
     assert ready.status == "True"

@@ -150,8 +150,11 @@ def test_open_webui_auth_and_connection_url_default() -> None:
 
 def test_referenced_names_survive_an_invalid_spec() -> None:
     raw = minimal(
-        filter={"source": "configMap", "configMap": {"name": "cm", "key": "f.py"},
-                "valves": {"secretKeyRef": {"name": "not-a-ref"}}},
+        filter={
+            "source": "configMap",
+            "configMap": {"name": "cm", "key": "f.py"},
+            "valves": {"secretKeyRef": {"name": "not-a-ref"}},
+        },
         resyncInterval="bogus",
     )
     secrets, config_maps = referenced_names(raw)

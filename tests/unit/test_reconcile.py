@@ -110,8 +110,9 @@ class FakeLangfuse:
         if self.error is not None:
             raise self.error
         if (public_key, secret_key) != self.good:
-            raise LangfuseCheckError("InvalidCredentials", "Langfuse rejected the keys (401)",
-                                     temporary=False)
+            raise LangfuseCheckError(
+                "InvalidCredentials", "Langfuse rejected the keys (401)", temporary=False
+            )
         return LangfuseCheck(LangfuseProject("p1", "Project One"), "3.100.0", "otlp+legacy")
 
 
@@ -191,8 +192,13 @@ def spec(**filter_: Any) -> dict[str, Any]:
             "url": "http://p:9099",
             "apiKey": {"secretKeyRef": {"name": "pl", "key": "key"}},
         },
-        "filter": {"source": "configMap", "configMap": {"name": "cm", "key": "filter.py"},
-                   "models": ["m1"], "priority": 2, **filter_},
+        "filter": {
+            "source": "configMap",
+            "configMap": {"name": "cm", "key": "filter.py"},
+            "models": ["m1"],
+            "priority": 2,
+            **filter_,
+        },
     }
 
 
@@ -214,16 +220,24 @@ async def test_first_pass_installs_and_second_changes_nothing(world: World) -> N
     assert first.outcome == "ok"
     assert world.pipelines.writes == [("upload", PID), ("valves", PID)]
     assert world.pipelines.valves[PID] == {
-        "pipelines": ["m1"], "priority": 2, "public_key": "pk-lf-1", "secret_key": SECRET,
-        "host": "https://lf.test", "debug": False,
+        "pipelines": ["m1"],
+        "priority": 2,
+        "public_key": "pk-lf-1",
+        "secret_key": SECRET,
+        "host": "https://lf.test",
+        "debug": False,
     }
     assert world.condition("Ready")["status"] == "True"
     assert world.condition("Stalled")["status"] == "False"
     assert world.condition("Reconciling")["status"] == "False"
     assert world.status["pipelineId"] == PID
     assert world.status["observedGeneration"] == 1
-    assert world.status["langfuse"] == {"projectId": "p1", "projectName": "Project One",
-                                        "serverVersion": "3.100.0", "ingestionMode": "otlp+legacy"}
+    assert world.status["langfuse"] == {
+        "projectId": "p1",
+        "projectName": "Project One",
+        "serverVersion": "3.100.0",
+        "ingestionMode": "otlp+legacy",
+    }
     assert_no_secret(world.status)
     before = dict(world.status)
 
@@ -283,8 +297,9 @@ async def test_wrong_keys_leave_working_valves_alone(world: World) -> None:
     assert "sk-lf-wrong" not in json.dumps(world.status)
 
 
-@pytest.mark.parametrize("reason", ["LangfuseUnreachable", "LangfuseTimeout",
-                                    "LangfuseServerError"])
+@pytest.mark.parametrize(
+    "reason", ["LangfuseUnreachable", "LangfuseTimeout", "LangfuseServerError"]
+)
 async def test_temporary_langfuse_errors_retry(world: World, reason: str) -> None:
     world.langfuse.error = LangfuseCheckError(reason, "try later", temporary=True)
     result = await world.run(spec())
@@ -416,26 +431,50 @@ async def test_cleanup_per_policy_and_sharing(world: World) -> None:
     ref = ResourceRef("ns", "tracing", 1)
     kept = spec()
     kept["deletionPolicy"] = "Retain"
-    result = await cleanup(ref, kept, reader=world.reader, upstreams=world.upstreams(),
-                           memory=world.memory, pipeline_id_shared=False,
-                           connection_shared=False)
+    result = await cleanup(
+        ref,
+        kept,
+        reader=world.reader,
+        upstreams=world.upstreams(),
+        memory=world.memory,
+        pipeline_id_shared=False,
+        connection_shared=False,
+    )
     assert result.done and PID in world.pipelines.loaded
 
-    result = await cleanup(ref, spec(), reader=world.reader, upstreams=world.upstreams(),
-                           memory=world.memory, pipeline_id_shared=True,
-                           connection_shared=False)
+    result = await cleanup(
+        ref,
+        spec(),
+        reader=world.reader,
+        upstreams=world.upstreams(),
+        memory=world.memory,
+        pipeline_id_shared=True,
+        connection_shared=False,
+    )
     assert result.done and PID in world.pipelines.loaded
 
     world.pipelines.down = True
-    result = await cleanup(ref, spec(), reader=world.reader, upstreams=world.upstreams(),
-                           memory=world.memory, pipeline_id_shared=False,
-                           connection_shared=False)
+    result = await cleanup(
+        ref,
+        spec(),
+        reader=world.reader,
+        upstreams=world.upstreams(),
+        memory=world.memory,
+        pipeline_id_shared=False,
+        connection_shared=False,
+    )
     assert not result.done and result.temporary
 
     world.pipelines.down = False
-    result = await cleanup(ref, spec(), reader=world.reader, upstreams=world.upstreams(),
-                           memory=world.memory, pipeline_id_shared=False,
-                           connection_shared=False)
+    result = await cleanup(
+        ref,
+        spec(),
+        reader=world.reader,
+        upstreams=world.upstreams(),
+        memory=world.memory,
+        pipeline_id_shared=False,
+        connection_shared=False,
+    )
     assert result.done and PID not in world.pipelines.loaded
     assert result.writes == (f"deleted filter {PID}",)
 

@@ -46,8 +46,9 @@ def test_index_reader_decodes_and_names_what_is_missing() -> None:
 
 class FakeConnection:
     def __init__(self) -> None:
-        self.outcome = ConnectionResult(True, "Registered", "Open WebUI uses Pipelines",
-                                        "http://p:9099", True, False)
+        self.outcome = ConnectionResult(
+            True, "Registered", "Open WebUI uses Pipelines", "http://p:9099", True, False
+        )
         self.synced: list[dict[str, Any]] = []
         self.removed: list[dict[str, Any]] = []
 
@@ -86,8 +87,11 @@ class Harness:
 
 
 def body(raw_spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": "tracing", "generation": generation},
-            "spec": raw_spec, "status": {}}
+    return {
+        "metadata": {"namespace": "ns", "name": "tracing", "generation": generation},
+        "spec": raw_spec,
+        "status": {},
+    }
 
 
 async def test_pass_writes_status_and_emits_only_transitions() -> None:
@@ -131,8 +135,10 @@ async def test_wake_interrupts_the_sleep() -> None:
     h = Harness()
     stop = asyncio.Event()
     spec_body = body(spec())
-    task = asyncio.create_task(h.runtime.run_worker(
-        spec_body, h.reader, stopped=stop.is_set, wait_stopped=stop.wait))
+    task = asyncio.create_task(
+        h.runtime.run_worker(spec_body, h.reader, stopped=stop.is_set, wait_stopped=stop.wait)
+    )
+
     async def first_pass_done() -> bool:
         return bool(h.pipelines.writes)
 
@@ -155,8 +161,10 @@ async def test_wake_interrupts_the_sleep() -> None:
 async def test_open_webui_step_and_its_cleanup() -> None:
     h = Harness()
     raw = spec()
-    raw["openWebUI"] = {"url": "http://owui:8080",
-                        "auth": {"credentials": {"secretRef": {"name": "owui"}}}}
+    raw["openWebUI"] = {
+        "url": "http://owui:8080",
+        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
+    }
     worker = Worker(key=("ns", "tracing"), status={})
     await h.runtime.pass_once(worker, body(raw), h.reader)
     assert worker.status is not None
@@ -168,18 +176,21 @@ async def test_open_webui_step_and_its_cleanup() -> None:
     assert call["auth"] == ("creds", "admin@example.com", "pw-123456")
     assert call["pipelines_key"] == PIPELINES_KEY and call["pipeline_id"] == "lft_ns_tracing"
 
-    h.connection.outcome = ConnectionResult(False, "OpenWebUIUnreachable", "down",
-                                            "http://p:9099", False, True)
+    h.connection.outcome = ConnectionResult(
+        False, "OpenWebUIUnreachable", "down", "http://p:9099", False, True
+    )
     assert await h.runtime.pass_once(worker, body(raw), h.reader) == 1.0
     assert worker.status is not None
     ready = next(c for c in worker.status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "OpenWebUIUnreachable"
 
-    result = await h.runtime.cleanup(body(raw), h.reader, pipeline_id_shared=False,
-                                     connection_shared=True)
+    result = await h.runtime.cleanup(
+        body(raw), h.reader, pipeline_id_shared=False, connection_shared=True
+    )
     assert result.done and h.connection.removed == []
-    result = await h.runtime.cleanup(body(raw), h.reader, pipeline_id_shared=True,
-                                     connection_shared=False)
+    result = await h.runtime.cleanup(
+        body(raw), h.reader, pipeline_id_shared=True, connection_shared=False
+    )
     assert result.done and len(h.connection.removed) == 1
 
 

@@ -48,26 +48,39 @@ def _check(result: subprocess.CompletedProcess[Any], what: str) -> str:
 
 def install_crd(cluster: Cluster) -> None:
     """Apply the chart's CRD (idempotent) and wait until it is established."""
-    _check(cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE)),
-           "applying the CRD")
-    _check(cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}",
-                           "--timeout=30s"), "waiting for the CRD")
+    _check(
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE)),
+        "applying the CRD",
+    )
+    _check(
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s"),
+        "waiting for the CRD",
+    )
 
 
-def render_rbac(world: World, release: str, namespace: str,
-                watch_namespaces: Sequence[str] = ()) -> str:
+def render_rbac(
+    world: World, release: str, namespace: str, watch_namespaces: Sequence[str] = ()
+) -> str:
     """The chart's operator RBAC as YAML (what ``helm install`` would create)."""
     argv = [str(world.binary("helm")), "template", release, str(CHART), "--namespace", namespace]
     for template in RBAC_TEMPLATES:
         argv += ["--show-only", template]
     if watch_namespaces:
         argv += ["--set", "operator.watchNamespaces={" + ",".join(watch_namespaces) + "}"]
-    return _check(subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False),
-                  "helm template (operator RBAC)")
+    return _check(
+        subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False),
+        "helm template (operator RBAC)",
+    )
 
 
-def chart_rbac(cluster: Cluster, world: World, namespace: str, *, release: str = "owl",
-               watch_namespaces: Sequence[str] = ()) -> str:
+def chart_rbac(
+    cluster: Cluster,
+    world: World,
+    namespace: str,
+    *,
+    release: str = "owl",
+    watch_namespaces: Sequence[str] = (),
+) -> str:
     """Apply the chart's operator RBAC; returns the ServiceAccount's name."""
     manifest = render_rbac(world, release, namespace, watch_namespaces)
     _check(cluster.kubectl("apply", "-f", "-", input=manifest.encode()), "applying the RBAC")
@@ -77,26 +90,30 @@ def chart_rbac(cluster: Cluster, world: World, namespace: str, *, release: str =
     raise RuntimeError("the chart rendered no ServiceAccount for the operator")
 
 
-def delete_cluster_rbac(cluster: Cluster, world: World, namespace: str, *,
-                        release: str = "owl") -> None:
+def delete_cluster_rbac(
+    cluster: Cluster, world: World, namespace: str, *, release: str = "owl"
+) -> None:
     """ClusterRole(Binding)s outlive the namespace; remove them after a test."""
     manifest = render_rbac(world, release, namespace)
-    cluster_scoped = [d for d in yaml.safe_load_all(manifest)
-                      if d and d.get("kind") in ("ClusterRole", "ClusterRoleBinding")]
+    cluster_scoped = [
+        d
+        for d in yaml.safe_load_all(manifest)
+        if d and d.get("kind") in ("ClusterRole", "ClusterRoleBinding")
+    ]
     text = yaml.safe_dump_all(cluster_scoped)
     cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input=text.encode())
 
 
-def token_kubeconfig(cluster: Cluster, namespace: str, service_account: str,
-                     path: Path) -> Path:
+def token_kubeconfig(cluster: Cluster, namespace: str, service_account: str, path: Path) -> Path:
     """A kubeconfig holding a TokenRequest token of ``service_account`` (valid 2 h)."""
-    token = _check(cluster.kubectl("create", "token", service_account, "-n", namespace,
-                                   "--duration=2h"), "creating a token").strip()
+    token = _check(
+        cluster.kubectl("create", "token", service_account, "-n", namespace, "--duration=2h"),
+        "creating a token",
+    ).strip()
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     admin_cluster = admin["clusters"][0]["cluster"]
     cluster_entry: dict[str, Any] = {"server": admin_cluster["server"]}
-    for key in ("certificate-authority-data", "certificate-authority",
-                "insecure-skip-tls-verify"):
+    for key in ("certificate-authority-data", "certificate-authority", "insecure-skip-tls-verify"):
         if key in admin_cluster:
             cluster_entry[key] = admin_cluster[key]
     config = {
@@ -104,8 +121,12 @@ def token_kubeconfig(cluster: Cluster, namespace: str, service_account: str,
         "kind": "Config",
         "clusters": [{"name": "owl", "cluster": cluster_entry}],
         "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "owl", "context": {"cluster": "owl", "user": service_account,
-                                                 "namespace": namespace}}],
+        "contexts": [
+            {
+                "name": "owl",
+                "context": {"cluster": "owl", "user": service_account, "namespace": namespace},
+            }
+        ],
         "current-context": "owl",
     }
     path.write_text(yaml.safe_dump(config))
@@ -116,9 +137,16 @@ def token_kubeconfig(cluster: Cluster, namespace: str, service_account: str,
 class OperatorProcess:
     """``openwebui-langfuse run`` on the cluster; ready when its liveness endpoint answers."""
 
-    def __init__(self, world: World, kubeconfig: Path, namespaces: Sequence[str], *,
-                 env: dict[str, str] | None = None, log_dir: Path | None = None,
-                 ready_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        world: World,
+        kubeconfig: Path,
+        namespaces: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        ready_timeout: float = 60.0,
+    ) -> None:
         self.world = world
         self.kubeconfig = kubeconfig
         self.namespaces = list(namespaces)
@@ -153,9 +181,15 @@ class OperatorProcess:
         self.starts += 1
         # The log is appended to: a restarted operator keeps the earlier run's lines.
         self.process = Process(
-            "operator", argv, log_path=self.log_path, env=env, cwd=self.log_dir,
-            ready=self._ready, ready_timeout=self.ready_timeout,
-            ready_what=f"answering {self.liveness}")
+            "operator",
+            argv,
+            log_path=self.log_path,
+            env=env,
+            cwd=self.log_dir,
+            ready=self._ready,
+            ready_timeout=self.ready_timeout,
+            ready_what=f"answering {self.liveness}",
+        )
         self.process.start()
         return self
 
@@ -192,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.world.operator",
         description="Run the operator against an existing cluster with the chart's RBAC "
-                    "(applies the CRD and RBAC into NAMESPACE first).")
+        "(applies the CRD and RBAC into NAMESPACE first).",
+    )
     parser.add_argument("--kubeconfig", required=True, type=Path, help="admin kubeconfig")
     parser.add_argument("--namespace", required=True)
     args = parser.parse_args(argv)
@@ -272,15 +307,21 @@ class Harness:
 
     # LangfuseTracings
     def apply(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LangfuseTracing",
-                "metadata": {"name": name}, "spec": spec}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "LangfuseTracing",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
         created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body)
+            GROUP, VERSION, namespace, PLURAL, body
+        )
         return created
 
     def patch_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}
+        )
 
     def delete(self, namespace: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
@@ -290,7 +331,8 @@ class Harness:
 
         try:
             obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name)
+                GROUP, VERSION, namespace, PLURAL, name
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -299,7 +341,8 @@ class Harness:
 
     def list(self, namespace: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL)["items"]
+            GROUP, VERSION, namespace, PLURAL
+        )["items"]
         return items
 
     def condition(self, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
@@ -309,16 +352,28 @@ class Harness:
                 return dict(cond)
         return None
 
-    def wait_condition(self, namespace: str, name: str, type_: str, status: str, *,
-                       reason: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_condition(
+        self,
+        namespace: str,
+        name: str,
+        type_: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
         from tests.world.poll import wait_for
 
         def matches() -> dict[str, Any] | None:
             cond = self.condition(namespace, name, type_)
             obj = self.get(namespace, name) or {}
             generation = obj.get("metadata", {}).get("generation")
-            if (cond and cond["status"] == status and (reason is None or cond["reason"] == reason)
-                    and (obj.get("status") or {}).get("observedGeneration") == generation):
+            if (
+                cond
+                and cond["status"] == status
+                and (reason is None or cond["reason"] == reason)
+                and (obj.get("status") or {}).get("observedGeneration") == generation
+            ):
                 return cond
             return None
 
@@ -327,8 +382,15 @@ class Harness:
 
     def events(self, namespace: str) -> list[dict[str, str]]:
         items = self.core.list_namespaced_event(namespace).items
-        return [{"type": e.type or "", "reason": e.reason or "", "message": e.message or "",
-                 "name": e.involved_object.name or ""} for e in items]
+        return [
+            {
+                "type": e.type or "",
+                "reason": e.reason or "",
+                "message": e.message or "",
+                "name": e.involved_object.name or "",
+            }
+            for e in items
+        ]
 
     def visible_text(self, namespace: str) -> str:
         """Everything a user can read about the resources: status, annotations, Events."""
