@@ -56,8 +56,9 @@ class PipelinesRejected(PipelinesError):
 
 
 class PipelineNotFound(PipelinesError):
+    """The module is not loaded (any more): a restart between two calls; the retry re-installs."""
+
     reason = "PipelineNotFound"
-    temporary = False
 
 
 @dataclass(frozen=True)
