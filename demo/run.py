@@ -91,8 +91,29 @@ def _in_parallel(*jobs: Callable[[], T]) -> list[T]:
     return results
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _Interrupts:
+    """Ctrl-C or SIGTERM stops the demo once; while it cleans up, further ones are ignored
+    (an interrupted cleanup would leave processes behind)."""
+
+    def __init__(self) -> None:
+        self.cleaning = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.cleaning:
+            print("cleaning up, one moment ...", file=sys.stderr, flush=True)
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def cleanup_phase(self) -> Iterator[None]:
+        """Everything after the ``yield`` of the wrapped block is cleanup."""
+        try:
+            yield
+        finally:
+            self.cleaning = True
+
+
+INTERRUPTS = _Interrupts()
 
 
 # -- what Langfuse shows ------------------------------------------------------------------------
@@ -178,7 +199,8 @@ def _world(p: Printer, world: World) -> Iterator[tuple[Cluster, OpenWebUI, Langf
         p.line(f"Langfuse stand-in {langfuse.version}              {langfuse.url}")
         p.line(f"  with project {project.name!r} (its keys go into a Secret below)")
         p.line(f"ready in {time.monotonic() - started:.1f}s")
-        yield cluster, open_webui, langfuse
+        with INTERRUPTS.cleanup_phase():
+            yield cluster, open_webui, langfuse
         p.line("stopping Langfuse, Open WebUI and the cluster")
 
 
@@ -190,7 +212,8 @@ def run_demo(p: Printer) -> None:
         if created.returncode != 0:
             raise StackError(created.stderr)
         with Stack(world, cluster, open_webui, langfuse, NAMESPACE) as stack:
-            run_steps(p, stack)
+            with INTERRUPTS.cleanup_phase():
+                run_steps(p, stack)
             p.step("Clean up")
             p.line("stopping the operator and Pipelines, uninstalling the chart")
 
@@ -319,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     # Every process the demo starts carries this tag (its own, also under a test run that has
     # one), and the end proves none is left.
     run_id = os.environ[RUN_VAR] = uuid.uuid4().hex
-    previous = signal.signal(signal.SIGTERM, _sigterm)
+    INTERRUPTS.cleaning = False
+    previous = {sig: signal.signal(sig, INTERRUPTS) for sig in (signal.SIGINT, signal.SIGTERM)}
     p = Printer(steps=10)
     code = 0
     try:
@@ -331,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndemo failed: {exc}", file=sys.stderr, flush=True)
         code = 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     left = [pid for pid in tagged(RUN_VAR, run_id) if pid != os.getpid()]
     if left:
         terminate_pids(left)

@@ -500,21 +500,46 @@ class Stack:
     def close(self) -> None:
         """Stop what the stack started; the namespace (and with it the release's objects) is
         its owner's to delete. The LangfuseTracing is deleted first, while the operator still
-        runs, so its finalizer does not hold the namespace up."""
+        runs, so its finalizer does not hold the namespace up.
+
+        Every step runs even when an earlier one fails or a Ctrl-C arrives meanwhile; the first
+        such error is raised at the end."""
+        first: BaseException | None = None
+        for step in (
+            self._delete_while_operator_runs,
+            self._stop_operator,
+            self._uninstall,
+            self._stop_pipelines,
+        ):
+            try:
+                step()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others
+                first = first or exc
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if first is not None:
+            raise first
+
+    def _delete_while_operator_runs(self) -> None:
         try:
             if self.operator is not None and self.get_tracing() is not None:
                 self.delete_tracing()
         except (StackError, TimeoutError, httpx.HTTPError, subprocess.SubprocessError):
-            pass  # teardown goes on: the operator releases finalizers after its bound anyway
-        finally:
-            if self.operator is not None:
-                self.operator.stop()
-            if self.installed:
-                self.helm("uninstall", RELEASE, "--no-hooks", "--wait", "--timeout", "1m")
-                self.installed = False
-            if self.pipelines is not None:
-                self.pipelines.stop()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            pass  # the operator releases finalizers after its bound anyway; teardown goes on
+
+    def _stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+            self.operator = None
+
+    def _uninstall(self) -> None:
+        if self.installed:
+            self.installed = False
+            self.helm("uninstall", RELEASE, "--no-hooks", "--wait", "--timeout", "1m")
+
+    def _stop_pipelines(self) -> None:
+        if self.pipelines is not None:
+            self.pipelines.stop()
+            self.pipelines = None
 
     def __enter__(self) -> Stack:
         return self
