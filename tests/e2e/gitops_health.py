@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.world.manifest import cache_dir
+from tests.world.manifest import World, WorldError, cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
 KSTATUS_SOURCE = Path(__file__).resolve().parent / "kstatus"
@@ -54,7 +54,12 @@ def _kstatus_key() -> str:
 
 
 def kstatus_binary() -> Path:
-    """The kstatus-compute binary, built on first use (about a minute cold) and then cached."""
+    """The kstatus-compute binary: the provisioned one when the world manifest names it (bin
+    ``kstatus-compute``), else built here on first use (about a minute cold) and cached."""
+    try:
+        return World.load().binary("kstatus-compute")
+    except WorldError:
+        pass
     final_dir = cache_dir() / f"kstatus-compute-{_kstatus_key()}"
     binary = final_dir / "kstatus-compute"
     if binary.is_file():
