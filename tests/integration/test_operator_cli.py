@@ -129,3 +129,60 @@ def test_events_only_langfuse_is_reported(
     assert "events_only" in cond["message"]
     status = (harness.get(namespace, "tracing") or {})["status"]
     assert status["langfuse"]["ingestionMode"] == "events_only"
+
+
+@pytest.mark.usefixtures("secrets_in")
+def test_the_chart_deployments_environment_runs_the_operator(
+    cluster: Cluster,
+    world: World,
+    namespace: str,
+    crd: None,
+    harness: Harness,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    tmp_path: Path,
+) -> None:
+    """The env the chart's Deployment sets is what `run` reads (no flags but the liveness
+    port, which must be a free loopback one here)."""
+    import yaml
+
+    from tests.world.operator import CHART
+
+    rendered = subprocess.run(
+        [
+            str(world.binary("helm")),
+            "template",
+            "owl",
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--set",
+            "operator.logFormat=json",
+            "--show-only",
+            "templates/operator-deployment.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    deployment = yaml.safe_load(rendered)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["run"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert env["OPENWEBUI_LANGFUSE_NAMESPACES"] == namespace
+    account = chart_rbac(cluster, world, namespace)
+    kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
+    op = OperatorProcess(
+        world, kubeconfig, [], env={**env, **OPERATOR_ENV}, log_dir=tmp_path / "operator"
+    )
+    op.start()
+    try:
+        harness.apply(namespace, "tracing", spec(pipelines, langfuse))
+        harness.wait_condition(namespace, "tracing", "Ready", "True")
+        lines = [ln for ln in op.log_text().splitlines() if ln.strip() and not ln.startswith("$")]
+        assert all(json.loads(ln) for ln in lines)  # logFormat json reached the process
+    finally:
+        release_all(harness, namespace, op)
+        op.stop()
+        delete_cluster_rbac(cluster, world, namespace)
