@@ -94,3 +94,6 @@ def test_cluster_wide_operator_reconciles(
     harness.wait_condition(namespace, "tracing", "Ready", "True")
     assert pipeline_ids(pipelines) == [f"lft_{namespace}_tracing".replace("-", "_")]
     assert "Not enough permissions" not in clusterwide_operator.log_text()
+    seen = clusterwide_operator.log_text() + harness.visible_text(namespace)
+    for value in (langfuse.secret_key, pipelines.api_key):
+        assert value not in seen
