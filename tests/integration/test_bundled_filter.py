@@ -33,6 +33,8 @@ from tests.unit.test_filter_conversation import (
     user_turn,
 )
 from tests.world.pipelines import PipelinesServer
+from tests.world.poll import wait_for
+from tests.world.proc import free_port
 
 pytestmark = pytest.mark.world
 
@@ -269,6 +271,36 @@ def test_langfuse_outage_loses_no_chat_and_is_logged_once(
     assert log.count("Langfuse export to") == 2, log  # one "failing", one "recovered"
     assert log.count("failing: HTTP 500") == 1
     assert langfuse.secret_key not in log
+
+
+def test_unreachable_langfuse_loses_no_chat_and_is_logged_once(
+    pipelines: PipelinesServer,
+) -> None:
+    # Nothing listens on the port yet: connection refused, the "Langfuse is down" case.
+    port = free_port()
+    later = LangfuseStandIn(port=port)
+    project = later.add_project(name="comes-back")
+    install_bundled(pipelines)
+    set_valves(
+        pipelines,
+        PIPELINE_ID,
+        public_key=project.public_key,
+        secret_key=project.secret_key,
+        host=f"http://127.0.0.1:{port}",
+        **FAST,
+    )
+    durations = replay(pipelines, scripted_conversation())
+    assert max(durations) < 1.0
+    wait_for(lambda: "unreachable" in pipelines.log_path.read_text(), 10, "outage log line")
+    with later:
+        later.wait_for(lambda: len(later.observations()) >= 5, timeout=40, what="5 observations")
+        later.wait_for(
+            lambda: "recovered" in pipelines.log_path.read_text(), what="recovery log line"
+        )
+        assert len(later.traces()) == 3 and len(later.observations()) == 5
+    log = pipelines.log_path.read_text()
+    assert log.count("failing: unreachable") == 1, log
+    assert log.count("recovered after") == 1, log
 
 
 def test_reload_and_restart_keep_tracing_with_the_stored_valves(
