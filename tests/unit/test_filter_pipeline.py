@@ -425,3 +425,29 @@ async def test_exporter_threads_do_not_leak_across_updates(
         await pipe.on_valves_updated()
     wait_until(lambda: threading.active_count() <= baseline, 5, "old exporter threads to end")
     await pipe.on_shutdown()
+
+
+async def test_waiting_turns_keep_no_media_and_no_content_when_not_captured(
+    module: ModuleType, capture: OtlpCapture
+) -> None:
+    image = "data:image/png;base64," + "A" * 100_000
+    body = user_turn(CHAT_ID, "img", [], "what is this?", stream=False)
+    body["messages"][-1]["content"] = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": image}},
+    ]
+    original = copy.deepcopy(body)
+    pipe = module.Pipeline()
+    pipe.valves = valves(module, capture)
+    await pipe.on_startup()
+    assert await pipe.inlet(body, USER) == original  # the model still gets the image
+    [waiting] = pipe._pending.drain()
+    assert len(json.dumps(waiting.messages)) < 1_000
+    assert waiting.messages[-1]["content"][0]["text"] == "what is this?"
+
+    pipe.valves = valves(module, capture, capture_content=False)
+    await pipe.on_valves_updated()
+    await pipe.inlet(body, USER)
+    [waiting] = pipe._pending.drain()
+    assert waiting.messages is None
+    await pipe.on_shutdown()

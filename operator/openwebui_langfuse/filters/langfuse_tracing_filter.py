@@ -680,6 +680,22 @@ class PendingTurns:
         return obs
 
 
+def prompt_to_keep(messages: Any) -> list[Any] | None:
+    """A shallow copy of the prompt (the caller may reuse its list) without inline media.
+
+    Pasted images arrive as base64 data URLs inside list contents; dropping them here keeps a
+    turn waiting for its outlet, or queued during an outage, at the size of its text.
+    """
+    if not isinstance(messages, list):
+        return None
+    return [
+        without_inline_media(message)
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        else message
+        for message in messages
+    ]
+
+
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -744,7 +760,7 @@ class Pipeline:
             description="A turn whose outlet never comes is sent unfinished after this long.",
         )
         max_pending_turns: int = Field(
-            default=10_000, description="Turns awaiting their outlet, at most."
+            default=2_000, description="Turns awaiting their outlet, at most."
         )
         debug: bool = Field(
             default=False, description="Log payloads and export details (includes prompts)."
@@ -924,7 +940,7 @@ class Pipeline:
         if obs is None:
             # No inlet seen (restart in between, or a filter added mid-turn): still record it.
             obs = self._observation(body, metadata, user, chat_id, message_id, None, now)
-            obs.messages = prompt
+            obs.messages = prompt_to_keep(prompt) if obs.capture_content else None
             obs.inlet_seen = False
         obs.end_ns = now
         if obs.message_id is None:
@@ -975,7 +991,9 @@ class Pipeline:
             tags += (kind,)
         if task is not None:
             tags += (task,)
-        messages = body.get("messages")
+        capture = valves.capture_content and (
+            kind != "temporary-chat" or valves.capture_temporary_chat_content
+        )
         parameters = {key: body[key] for key in MODEL_PARAMETER_KEYS if key in body}
         stream = body.get("stream")
         return Observation(
@@ -993,11 +1011,9 @@ class Pipeline:
             message_id=message_id,
             task=task,
             stream=stream if isinstance(stream, bool) else None,
-            capture_content=valves.capture_content
-            and (kind != "temporary-chat" or valves.capture_temporary_chat_content),
+            capture_content=capture,
             model_parameters=parameters or None,
-            # A shallow copy: the list object may be reused by the caller after we return.
-            messages=list(messages) if isinstance(messages, list) else None,
+            messages=prompt_to_keep(body.get("messages")) if capture else None,
         )
 
     def _user_id(self, user: Any) -> str | None:
