@@ -168,6 +168,10 @@ def samples() -> list[Sample]:
     # object from one whose controller never writes status and calls it Current (its documented
     # limit); the Argo CD check knows this kind and waits.
     fresh = _base()
+    # The same moment with a CRD that defaults status to {observedGeneration: 0} (structural
+    # defaulting applies on every read): generation 1 is not observed yet, kstatus waits too.
+    fresh_defaulted = _base()
+    fresh_defaulted["status"] = {"observedGeneration": 0}
 
     return [
         Sample("ready", ready, "Current", "Healthy"),
@@ -180,6 +184,7 @@ def samples() -> list[Sample]:
         Sample("suspended", suspended, "Current", "Suspended"),
         Sample("deleting", deleting, "Terminating", "Progressing"),
         Sample("fresh", fresh, "Current", "Progressing"),
+        Sample("fresh-defaulted", fresh_defaulted, "InProgress", "Progressing"),
     ]
 
 
