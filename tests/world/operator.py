@@ -234,9 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     world = World.load()
 
     class ExistingCluster(Cluster):
+        """A cluster started elsewhere (e.g. `python -m tests.world.cluster`): only its
+        kubeconfig is known, and this process must not stop it."""
+
         @property
         def kubeconfig(self) -> Path:
             return Path(args.kubeconfig)
+
+        @property
+        def client_env(self) -> dict[str, str]:
+            return {"KUBECONFIG": str(self.kubeconfig)}
 
     cluster = ExistingCluster(world)
     install_crd(cluster)
