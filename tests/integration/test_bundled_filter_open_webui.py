@@ -1,0 +1,124 @@
+"""The bundled filter behind the real Open WebUI 0.12.4: the bodies it really sends.
+
+The scripted bodies of the other tests follow reference/openwebui-api.md; here Open WebUI
+itself calls the filter (Pipelines registered as a connection, the echo pipe as the model), so
+the inlet/outlet pairing of API calls, streamed answers and inlet-only title tasks is proven
+against what Open WebUI actually sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.test_bundled_filter import install_bundled, point_at
+from tests.peers.langfuse_standin.server import LangfuseStandIn
+from tests.world.open_webui import OpenWebUI
+from tests.world.pipelines import PipelinesServer
+from tests.world.sample_pipelines import ECHO_PIPE_ID
+
+pytestmark = pytest.mark.world
+
+
+@pytest.fixture
+def connected(
+    open_webui: OpenWebUI, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> Iterator[OpenWebUI]:
+    """Pipelines (echo pipe + bundled filter) as Open WebUI's only connection."""
+    assert pipelines.upload(ECHO_PIPE_ID).status_code == 200
+    install_bundled(pipelines)
+    point_at(pipelines, langfuse)
+    open_webui.set_connections([pipelines.url], [pipelines.api_key])
+    try:
+        with open_webui.client() as http:
+            models = http.get("/api/models", params={"refresh": "true"}).json()["data"]
+            assert ECHO_PIPE_ID in [m["id"] for m in models]
+        yield open_webui
+    finally:
+        open_webui.set_connections([], [])  # leave the session's Open WebUI as found
+
+
+def only_observation(langfuse: LangfuseStandIn, count: int) -> list[dict[str, Any]]:
+    observations = langfuse.wait_for(
+        lambda: (rows := langfuse.observations()) and len(rows) >= count and rows,
+        what=f"{count} observations",
+    )
+    return list(observations)
+
+
+def test_api_chat_completion_is_one_generation_with_real_latency(
+    connected: OpenWebUI, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    with connected.client() as http:
+        answer = http.post(
+            "/api/chat/completions",
+            json={
+                "model": ECHO_PIPE_ID,
+                "messages": [{"role": "user", "content": "hello through open webui"}],
+                "stream": False,
+            },
+        )
+    assert answer.status_code == 200, answer.text
+    assert "echo: hello through open webui" in answer.text
+
+    [obs] = only_observation(langfuse, 1)
+    [trace] = langfuse.traces()
+    assert trace["name"] == "open-webui api request"
+    assert trace["sessionId"] is None
+    assert obs["metadata"]["inlet_seen"] is True  # the outlet found its inlet
+    assert obs["model"] == ECHO_PIPE_ID
+    assert obs["input"][-1]["content"] == "hello through open webui"
+    assert obs["output"] == "echo: hello through open webui"
+    assert obs["startTime"] < obs["endTime"]
+    assert obs["metadata"]["message_id"]  # the id Open WebUI minted for the outlet
+    # Shutdown would send any turn still waiting for its outlet: there is none.
+    pipelines.stop()
+    assert len(langfuse.observations()) == 1
+
+
+def test_streamed_api_chat_and_a_title_task(
+    connected: OpenWebUI, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    with connected.client() as http:
+        with http.stream(
+            "POST",
+            "/api/chat/completions",
+            json={
+                "model": ECHO_PIPE_ID,
+                "messages": [{"role": "user", "content": "stream me"}],
+                "stream": True,
+            },
+        ) as streamed:
+            assert streamed.status_code == 200
+            text = "".join(streamed.iter_text())
+        assert "echo: stream me" in text
+        title = http.post(
+            "/api/v1/tasks/title/completions",
+            json={
+                "model": ECHO_PIPE_ID,
+                "messages": [
+                    {"role": "user", "content": "stream me"},
+                    {"role": "assistant", "content": "echo: stream me"},
+                ],
+                "chat_id": "c0ffee00-title-chat",
+            },
+        )
+        assert title.status_code == 200, title.text
+
+    observations = only_observation(langfuse, 2)
+    by_name = {o["name"]: o for o in observations}
+    assert set(by_name) == {"assistant response", "task:title_generation"}
+    turn = by_name["assistant response"]
+    assert turn["metadata"]["stream"] is True
+    assert turn["metadata"]["inlet_seen"] is True
+    assert turn["output"] == "echo: stream me"
+    task = by_name["task:title_generation"]
+    assert task["metadata"]["task"] == "title_generation"
+    title_trace = langfuse.trace(task["traceId"])
+    assert title_trace is not None
+    assert title_trace["sessionId"] == "c0ffee00-title-chat"
+    assert "title_generation" in title_trace["tags"]
+    pipelines.stop()
+    assert len(langfuse.observations()) == 2
