@@ -294,7 +294,7 @@ class Stack:
     # -- the resource ------------------------------------------------------------------------
 
     def create_secrets(self) -> None:
-        self.apply(self._langfuse_secret(self.project))
+        self.apply(self.langfuse_secret_manifest(self.project))
         data = (
             {"email": self.open_webui.admin_email, "password": self.open_webui.admin_password}
             if self.openwebui_auth == "credentials"
@@ -310,7 +310,7 @@ class Stack:
             }
         )
 
-    def _langfuse_secret(self, project: Project) -> dict[str, Any]:
+    def langfuse_secret_manifest(self, project: Project) -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -396,7 +396,7 @@ class Stack:
     def rotate_langfuse_keys(self, name: str = "rotated-project") -> Project:
         """Point the Langfuse Secret at a new project's keys (a key rotation)."""
         self.project = self.langfuse.add_project(name=name)
-        self.apply(self._langfuse_secret(self.project))
+        self.apply(self.langfuse_secret_manifest(self.project))
         return self.project
 
     def delete_tracing(self, timeout: float = 60) -> None:

@@ -17,6 +17,7 @@ import pytest
 from tests.e2e.conftest import OTHER_CONFIG, OTHER_KEY, OTHER_URL
 from tests.e2e.gitops_health import ArgoCDHealth, kstatus
 from tests.e2e.stack import ECHO_MODEL, Stack
+from tests.world.poll import wait_for
 
 pytestmark = [pytest.mark.world, pytest.mark.timeout(420)]
 
@@ -122,8 +123,6 @@ def test_full_path(stack: Stack) -> None:
 
 
 def _wait_condition(stack: Stack, type_: str, status: str, timeout: float = 60) -> dict[str, Any]:
-    from tests.world.poll import wait_for
-
     def check() -> dict[str, Any] | None:
         obj = stack.get_tracing()
         if (
@@ -141,22 +140,27 @@ def _wait_condition(stack: Stack, type_: str, status: str, timeout: float = 60) 
 
 def test_gitops_health_of_live_objects(stack: Stack) -> None:
     """kstatus and the Argo CD check on status objects read back from the cluster, in each
-    state: stalled (wrong keys), current (fixed), in progress (Langfuse failing, retried)."""
+    state: before the operator's first write, stalled (wrong keys), current (fixed), in
+    progress (Langfuse failing, retried), suspended."""
     health = ArgoCDHealth()
     stack.install_chart()
     stack.start_pipelines()
-    stack.start_operator()
     stack.create_secrets()
     good = stack.project
-    wrong = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": "langfuse-keys"},
-        "stringData": {"public-key": good.public_key, "secret-key": "sk-lf-wrong"},
-    }
+    wrong = stack.langfuse_secret_manifest(good)
+    wrong["stringData"]["secret-key"] = "sk-lf-wrong"
     stack.apply(wrong)
     stack.apply_tracing()
+
+    # Applied, the operator not running yet. Argo CD waits; kstatus can only wait when the CRD
+    # defaults status.observedGeneration (then generation 1 is visibly not observed yet).
+    fresh = stack.get_tracing()
+    assert fresh is not None
+    assert health(fresh).status == "Progressing"
+    crd_defaults_status = fresh.get("status", {}).get("observedGeneration") == 0
+    assert kstatus([fresh])[0].status == ("InProgress" if crd_defaults_status else "Current")
+
+    stack.start_operator()
 
     stalled = _wait_condition(stack, "Stalled", "True")
     assert {c["type"]: c["reason"] for c in stalled["status"]["conditions"]}[
@@ -165,7 +169,7 @@ def test_gitops_health_of_live_objects(stack: Stack) -> None:
     assert kstatus([stalled])[0].status == "Failed"
     assert health(stalled).status == "Degraded"
 
-    stack.apply(stack._langfuse_secret(good))
+    stack.apply(stack.langfuse_secret_manifest(good))
     ready = stack.wait_ready()
     assert kstatus([ready])[0].status == "Current"
     assert health(ready).status == "Healthy"
