@@ -68,6 +68,8 @@ TRACES_V1_PATH = "/api/public/traces"
 LOOKBACK = timedelta(minutes=10)
 # Langfuse ingests asynchronously; the filter batches for about a second.
 POLL_FIRST, POLL_MAX = 0.5, 3.0
+# The chat and the read-back get at least this long after the Ready wait.
+MIN_CHAT_SECONDS = 10.0
 # A single HTTP call never waits longer than this, whatever is left of the overall deadline.
 REQUEST_TIMEOUT_CAP = 60.0
 
@@ -476,7 +478,9 @@ def _ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
 def target_from_resource(
     namespace: str, name: str, *, timeout: float, say: Callable[[str], None] = print
 ) -> SmokeTarget:
-    """Settings from a LangfuseTracing (waits up to ``timeout`` for it to be Ready)."""
+    """Settings from a LangfuseTracing (waits up to ``timeout`` for it to be Ready); the
+    target's own timeout is what is left of ``timeout``, so the whole test keeps one budget
+    (the chart's hook Job has a deadline of that budget plus a margin)."""
     from kubernetes.client.exceptions import ApiException
 
     try:
@@ -526,7 +530,8 @@ def target_from_resource(
         langfuse_host=spec.langfuse.host,
         langfuse_public_key=public_key,
         langfuse_secret_key=secret_key,
-        timeout=timeout,
+        # At least a few seconds for the chat, even when Ready came at the very end.
+        timeout=max(deadline.left(), MIN_CHAT_SECONDS),
     )
 
 
@@ -536,8 +541,6 @@ def target_from_args(
     """Resource settings (if named), overridden by flags, files and environment."""
     if bool(args.namespace) != bool(args.name):
         raise UsageError("--namespace and --name go together")
-    # The resource's Ready wait spends part of the budget; the chat gets the full one again,
-    # since Helm's hook deadline is the chart's timeout plus a margin.
     base = (
         target_from_resource(args.namespace, args.name, timeout=args.timeout, say=say)
         if args.name
@@ -592,7 +595,10 @@ def target_from_args(
         )
     assert auth is not None
     return SmokeTarget(
-        openwebui_auth=auth, model=args.model or _env(env, "MODEL"), timeout=args.timeout, **values
+        openwebui_auth=auth,
+        model=args.model or _env(env, "MODEL"),
+        timeout=base.timeout if base else args.timeout,
+        **values,
     )
 
 
