@@ -122,3 +122,60 @@ def test_streamed_api_chat_and_a_title_task(
     assert "title_generation" in title_trace["tags"]
     pipelines.stop()
     assert len(langfuse.observations()) == 2
+
+
+def test_saved_chat_as_the_web_ui_sends_it(
+    connected: OpenWebUI, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    """A new chat (Open WebUI creates and stores it, and runs the title task in the
+    background), then a streamed follow-up in the same chat: one trace, session = chat id."""
+    with connected.client() as http:
+        first = http.post(
+            "/api/chat/completions",
+            json={
+                "model": ECHO_PIPE_ID,
+                "messages": [{"role": "user", "content": "first"}],
+                "parent_id": None,  # a new chat
+                "id": "assistant-1",
+                "user_message": {"id": "user-1", "role": "user", "content": "first"},
+                "background_tasks": {"title_generation": True},
+                "stream": False,
+            },
+        )
+        assert first.status_code == 200, first.text
+        # The turn and its background title task both carry the chat id Open WebUI minted.
+        chat_id = only_observation(langfuse, 1)[0]["metadata"]["chat_id"]
+        follow_up = http.post(
+            "/api/chat/completions",
+            json={
+                "model": ECHO_PIPE_ID,
+                "messages": [
+                    {"role": "user", "content": "first"},
+                    {"role": "assistant", "content": "echo: first"},
+                    {"role": "user", "content": "second"},
+                ],
+                "chat_id": chat_id,
+                "parent_id": "assistant-1",
+                "id": "assistant-2",
+                "user_message": {"id": "user-2", "role": "user", "content": "second"},
+                "stream": True,
+            },
+        )
+        assert follow_up.status_code == 200, follow_up.text
+
+    observations = only_observation(langfuse, 3)
+    pipelines.stop()
+    assert len(langfuse.observations()) == 3  # nothing was left waiting for an outlet
+    [trace] = langfuse.traces()
+    assert trace["name"] == "open-webui chat" and trace["sessionId"] == chat_id
+    assert trace["output"] == "echo: second"
+    turns = {
+        o["metadata"]["message_id"]: o for o in observations if o["name"] == "assistant response"
+    }
+    assert set(turns) == {"assistant-1", "assistant-2"}
+    assert turns["assistant-1"]["output"] == "echo: first"
+    assert turns["assistant-2"]["output"] == "echo: second"
+    assert turns["assistant-2"]["metadata"]["stream"] is True
+    assert all(o["metadata"]["inlet_seen"] for o in turns.values())
+    [title] = [o for o in observations if o["name"] == "task:title_generation"]
+    assert title["traceId"] == trace["id"]
