@@ -451,3 +451,23 @@ async def test_waiting_turns_keep_no_media_and_no_content_when_not_captured(
     [waiting] = pipe._pending.drain()
     assert waiting.messages is None
     await pipe.on_shutdown()
+
+
+async def test_two_instances_in_one_process_keep_their_own_keys_and_hosts(
+    module: ModuleType, capture: OtlpCapture
+) -> None:
+    # Same public key, different secret and host: SDK v3+ would silently share one client.
+    with OtlpCapture(secret_key="sk-lf-other") as other:
+        first, second = module.Pipeline(), module.Pipeline()
+        first.valves = valves(module, capture)
+        second.valves = valves(module, other)
+        await first.on_startup()
+        await second.on_startup()
+        for pipe, message_id in ((first, "one"), (second, "two")):
+            await pipe.inlet(user_turn(CHAT_ID, message_id, [], "q", stream=False), USER)
+            await pipe.outlet(outlet_body(CHAT_ID, message_id, [], "a", None), USER)
+        await first.on_shutdown()
+        await second.on_shutdown()
+        assert [meta(s, "message_id") for s in capture.spans()] == ["one"]
+        assert [meta(s, "message_id") for s in other.spans()] == ["two"]
+        assert capture.rejected == [] and other.rejected == []
