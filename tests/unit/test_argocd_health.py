@@ -1,4 +1,6 @@
-"""The Argo CD health check shipped in docs/ (argocd-health.lua), run in a real Lua 5.1.
+"""The Argo CD health check shipped in docs/ (argocd-health.lua), run for real twice: in
+gopher-lua as Argo CD runs it (its libraries, its object conversion, its result check) and in the
+reference Lua 5.1 (lupa). Both must give the same verdict and message.
 
 Same objects as the kstatus test; Argo CD must agree with kstatus (Healthy/Progressing/Degraded
 for Current/InProgress/Failed), report Suspended for ``spec.suspend`` and, unlike kstatus, wait
@@ -12,7 +14,14 @@ import re
 
 import pytest
 
-from tests.e2e.gitops_health import ARGOCD_HEALTH_LUA, KSTATUS_TO_ARGOCD, REPO, ArgoCDHealth
+from tests.e2e.gitops_health import (
+    ARGOCD_HEALTH_LUA,
+    KSTATUS_TO_ARGOCD,
+    REPO,
+    ArgoCDHealth,
+    Verdict,
+    argocd_gopher_lua,
+)
 from tests.e2e.status_samples import Sample, operator_samples, samples
 
 # Hand-assembled states, then what the operator's reconcile pass itself writes.
@@ -24,9 +33,33 @@ def health() -> ArgoCDHealth:
     return ArgoCDHealth()
 
 
+@pytest.fixture(scope="module")
+def in_argocd() -> dict[str, Verdict]:
+    """Every sample judged by gopher-lua in one process."""
+    verdicts = argocd_gopher_lua([s.obj for s in SAMPLES])
+    return {s.name: v for s, v in zip(SAMPLES, verdicts, strict=True)}
+
+
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
-def test_argocd_health(sample: Sample, health: ArgoCDHealth) -> None:
-    assert health(sample.obj).status == sample.argocd
+def test_argocd_health(sample: Sample, in_argocd: dict[str, Verdict]) -> None:
+    assert in_argocd[sample.name].status == sample.argocd
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
+def test_reference_lua_agrees_with_argocds_interpreter(
+    sample: Sample, health: ArgoCDHealth, in_argocd: dict[str, Verdict]
+) -> None:
+    assert health(sample.obj) == in_argocd[sample.name]
+
+
+def test_a_script_needing_the_string_library_fails_as_in_argocd(tmp_path: object) -> None:
+    """The test harness is as strict as Argo CD: no string library."""
+    from pathlib import Path
+
+    script = Path(str(tmp_path)) / "uses-string.lua"
+    script.write_text('return {status = string.upper("healthy"), message = ""}\n')
+    with pytest.raises(RuntimeError, match="string"):
+        argocd_gopher_lua([SAMPLES[0].obj], script)
 
 
 # Argo CD has its own word for these states (see test_argocd_health and the samples).
