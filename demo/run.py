@@ -260,6 +260,19 @@ def run_steps(p: Printer, stack: Stack) -> None:
     p.line(f"Ready after {time.monotonic() - started:.1f}s")
     p.line(f"$ kubectl -n {NAMESPACE} get lft")
     p.block(stack.kubectl("get", "lft").stdout)
+    p.line(
+        f"$ kubectl -n {NAMESPACE} get events --field-selector involvedObject.kind=LangfuseTracing"
+    )
+    p.block(
+        stack.kubectl(
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=LangfuseTracing",
+            "-o",
+            "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
+        ).stdout
+    )
     status = obj["status"]
     p.line(f"status.langfuse: {json.dumps(status.get('langfuse'))}")
     p.line(f"status.openWebUI: {json.dumps(status.get('openWebUI'))}")
