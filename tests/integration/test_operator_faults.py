@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -278,3 +281,89 @@ def test_wrong_pipelines_key_is_stalled_until_fixed(
     assert harness.condition(namespace, NAME, "Stalled")["status"] == "True"  # type: ignore[index]
     harness.put_secret(namespace, "pipelines", {"api-key": pipelines.api_key})
     harness.wait_condition(namespace, NAME, "Ready", "True", timeout=5)
+
+
+@pytest.fixture
+def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A loopback HTTP server for filter files (what a pinned GitHub raw URL is in real life)."""
+    import http.server
+    import threading
+
+    root = tmp_path_factory.mktemp("files")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_url_sources_plain_and_pinned(
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    file_server: tuple[str, Path],
+) -> None:
+    import hashlib
+
+    from openwebui_langfuse.filters import bundled_filter_text
+
+    base, root = file_server
+    source = bundled_filter_text()
+    (root / "shared_filter.py").write_text(source)
+    harness.apply(
+        namespace,
+        "by-url",
+        spec(pipelines, langfuse, filter={"source": "url", "url": f"{base}/shared_filter.py"}),
+    )
+    harness.wait_condition(namespace, "by-url", "Ready", "True")
+    assert "shared_filter" in pipeline_ids(pipelines)
+
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    harness.apply(
+        namespace,
+        "pinned",
+        spec(
+            pipelines,
+            langfuse,
+            filter={
+                "source": "url",
+                "url": f"{base}/shared_filter.py",
+                "sha256": digest,
+                "pipelineId": "pinned_filter",
+            },
+        ),
+    )
+    harness.wait_condition(namespace, "pinned", "Ready", "True")
+    assert "pinned_filter" in pipeline_ids(pipelines)
+
+    harness.apply(
+        namespace,
+        "tampered",
+        spec(
+            pipelines,
+            langfuse,
+            filter={
+                "source": "url",
+                "url": f"{base}/shared_filter.py",
+                "sha256": "0" * 64,
+                "pipelineId": "tampered_filter",
+            },
+        ),
+    )
+    cond = harness.wait_condition(
+        namespace, "tampered", "FilterInstalled", "False", reason="DigestMismatch"
+    )
+    assert digest in cond["message"]
+    assert "tampered_filter" not in pipeline_ids(pipelines)
