@@ -49,6 +49,9 @@ def test_full_path(stack: Stack) -> None:
 
     # kubectl apply -> Ready=True, every condition True, the project named in the status.
     stack.apply_tracing()
+    # What a user runs: kubectl wait on the Ready condition, then the printer columns.
+    waited = stack.kubectl("wait", "--for=condition=Ready", "lft/tracing", "--timeout=90s")
+    assert waited.returncode == 0, waited.stderr
     obj = stack.wait_ready()
     status = obj["status"]
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -59,6 +62,8 @@ def test_full_path(stack: Stack) -> None:
     assert status["langfuse"]["projectId"] == first_project.project_id
     pipeline_id = status["pipelineId"]
     assert pipeline_id == f"lft_{stack.namespace.replace('-', '_')}_tracing"
+    columns = stack.kubectl("get", "lft", "tracing", "--no-headers").stdout.split()
+    assert columns[:4] == ["tracing", "True", pipeline_id, stack.langfuse.url]
     # What Flux / Helm 4 --wait and Argo CD make of the live object.
     assert kstatus([obj])[0].status == "Current"
     assert _argocd(obj) == "Healthy"
