@@ -137,7 +137,9 @@ async def test_full_queue_drops_oldest_and_counts(
     spans = capture.spans()
     kept = {s["attributes"]["langfuse.observation.metadata.message_id"] for s in spans}
     assert kept == {f'"m{i}"' for i in range(7, 12)}  # the newest five
-    assert any("dropped 7 oldest" in m for m in filter_warnings(caplog))
+    warnings = filter_warnings(caplog)
+    assert len([m for m in warnings if "queue full" in m]) == 1, warnings
+    assert len([m for m in warnings if "7 spans were dropped" in m]) == 1, warnings
 
 
 async def test_rejected_keys_are_logged_once_and_not_retried(
@@ -191,3 +193,24 @@ async def test_close_is_idempotent_and_flushes(module: ModuleType, capture: Otlp
     assert exporter.sent_spans == 1
     assert capture.exports[0]["path"] == "/api/public/otel/v1/traces"
     assert not exporter._thread.is_alive()
+
+
+async def test_overflow_during_an_outage_is_reported_once_with_its_count(
+    module: ModuleType, capture: OtlpCapture, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    pipe = make_pipeline(module, capture.url, max_queue_size=3)
+    await pipe.on_startup()
+    capture.status = 503
+    await chat_turns(pipe, 20)
+    wait_until(lambda: any("queue full" in m for m in filter_warnings(caplog)), 10, "drop line")
+    capture.status = 200
+    wait_until(lambda: any("were dropped" in m for m in filter_warnings(caplog)), 40, "count")
+    exporter = pipe._exporter
+    assert exporter.dropped > 0
+    assert len(capture.spans()) + exporter.dropped == 20  # each turn delivered or counted
+    warnings = filter_warnings(caplog)
+    assert len([m for m in warnings if "queue full" in m]) == 1, warnings
+    [summary] = [m for m in warnings if "were dropped" in m]
+    assert f"{exporter.dropped} spans were dropped" in summary
+    await pipe.on_shutdown()

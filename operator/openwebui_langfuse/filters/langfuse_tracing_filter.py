@@ -376,6 +376,7 @@ class LangfuseExporter:
         self._failing_since: float | None = None
         self._failure_reason = ""
         self._drops_reported = 0
+        self._dropping = False
         self._client: httpx.Client | None = None
         # Parsed once: a str URL would be re-parsed by httpx on every request.
         self._endpoint = httpx.URL(config.endpoint)
@@ -457,6 +458,7 @@ class LangfuseExporter:
                 backoff = 0.5
             except RetryableExportError as exc:
                 self._note_failure(str(exc))
+                self._report_drops()
                 # Interruptible wait: close() ends it at once.
                 if self._closing.wait(backoff):
                     return
@@ -587,13 +589,20 @@ class LangfuseExporter:
         self._report_drops()
 
     def _report_drops(self) -> None:
-        if self.dropped > self._drops_reported:
+        """One line when the queue starts dropping, one with the count once it has drained."""
+        if self.dropped > self._drops_reported and not self._dropping:
+            self._dropping = True
             log.warning(
-                "Langfuse export queue full (%d): dropped %d oldest spans so far",
+                "Langfuse export queue full (%d spans): dropping the oldest ones",
                 self._queue.maxlen,
-                self.dropped,
+            )
+        elif self._dropping and not self._queue and self._failing_since is None:
+            log.warning(
+                "Langfuse export queue drained; %d spans were dropped",
+                self.dropped - self._drops_reported,
             )
             self._drops_reported = self.dropped
+            self._dropping = False
 
 
 def payload_span_count(payload: bytes) -> int:
