@@ -70,12 +70,17 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.queueing.idle_timeout = 5.0
 
     op_settings: Settings = memo["settings"]
+    memo["kopf_settings"] = settings  # for re-logins of the status writer
     # Namespaced mode has no RBAC to list namespaces (least privilege); without this kopf
     # retries that listing for about a minute before falling back to the named namespaces.
     settings.scanning.disabled = not op_settings.all_namespaces
     memo["runtime"] = Runtime(
         op_settings,
-        kube=KubeApi(lambda: memo["kube_credentials"], timeout=op_settings.http_timeout),
+        kube=KubeApi(
+            lambda: memo["kube_credentials"],
+            relogin=lambda: _login_credentials(memo),
+            timeout=op_settings.http_timeout,
+        ),
         emit=_emit,
     )
 
@@ -85,12 +90,26 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """kopf's plain logins (in-cluster token, then kubeconfig), shared with our status writer."""
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is not None:
-        memo["kube_credentials"] = KubeCredentials(
-            server=info.server,
-            headers=info.as_http_headers(),
-            ssl_context=info.as_ssl_context(),
-        )
+        memo["kube_credentials"] = _credentials_of(info)
     return info
+
+
+def _credentials_of(info: kopf.ConnectionInfo) -> KubeCredentials:
+    return KubeCredentials(
+        server=info.server, headers=info.as_http_headers(), ssl_context=info.as_ssl_context()
+    )
+
+
+def _login_credentials(memo: kopf.Memo) -> KubeCredentials | None:
+    """A fresh login for the status writer (re-reads a rotated service-account token)."""
+    settings: kopf.OperatorSettings = memo["kopf_settings"]
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        return None
+    memo["kube_credentials"] = creds = _credentials_of(info)
+    return creds
 
 
 @kopf.on.cleanup()
