@@ -8,6 +8,11 @@ errors with its own backoff and sleeps ``resyncInterval`` otherwise. It starts a
 sees the resource, so the first pass does not wait for kopf's finalizer round trip, and it
 writes status itself (``kube.KubeApi``) only when the status changed — no progress annotations
 or diff-base churn on the resource, nothing for a GitOps tool to diff.
+
+The one annotation it writes, ``openwebui-langfuse.io/installed-filter``, records which file
+(public digest or URL) is installed where, and changes only with an install: a restarted
+operator then does not re-upload every filter (each upload makes Pipelines reload every
+module), and a changed pipeline id or server lets the previous filter be removed.
 """
 
 from __future__ import annotations
