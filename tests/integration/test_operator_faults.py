@@ -225,7 +225,8 @@ def test_delete_while_pipelines_is_down_releases_after_the_bound(
     started = time.monotonic()
     harness.delete(namespace, NAME)
     wait_for(lambda: harness.get(namespace, NAME) is None, 20, "the finalizer to be released")
-    assert 3.0 <= time.monotonic() - started < 15  # the bound is 4 s in these tests
+    # The bound is 4 s; deletionTimestamp has whole seconds, so up to 1 s of it may be gone.
+    assert 2.9 <= time.monotonic() - started < 15
     warning = wait_for(
         lambda: [e for e in harness.events(namespace) if e["reason"] == "CleanupAbandoned"],
         10,
