@@ -73,6 +73,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo["kopf_settings"] = settings  # for re-logins of the status writer
     # Namespaced mode has no RBAC to list namespaces (least privilege); without this kopf
     # retries that listing for about a minute before falling back to the named namespaces.
+    # The price: the CRD is discovered once at startup, so it must exist before the operator
+    # starts (the chart installs both, CRD first; a pod restart picks up a late CRD).
     settings.scanning.disabled = not op_settings.all_namespaces
     memo["runtime"] = Runtime(
         op_settings,
