@@ -70,6 +70,12 @@ def owui_config(open_webui: OpenWebUI) -> Iterator[OpenWebUI]:
         saved_openai = http.get("/openai/config").raise_for_status().json()
         saved_models = http.get("/api/v1/configs/models").raise_for_status().json()
     open_webui.set_connections(list(PERSON_URLS), list(PERSON_KEYS), copy.deepcopy(PERSON_CONFIGS))
+    # Start from Open WebUI's own default model metadata: an earlier test of the session (the
+    # demo, the end-to-end path) may have turned the usage capability on, which is server-wide.
+    baseline = copy.deepcopy(saved_models)
+    baseline["DEFAULT_MODEL_METADATA"] = {}
+    with open_webui.client() as http:
+        http.post("/api/v1/configs/models", json=baseline).raise_for_status()
     try:
         yield open_webui
     finally:
