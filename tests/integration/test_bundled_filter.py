@@ -79,14 +79,12 @@ def set_valves(pipelines: PipelinesServer, pipeline_id: str, **desired: Any) -> 
 
 
 def point_at(pipelines: PipelinesServer, langfuse: LangfuseStandIn, **extra: Any) -> None:
-    set_valves(
-        pipelines,
-        PIPELINE_ID,
-        public_key=langfuse.public_key,
-        secret_key=langfuse.secret_key,
-        host=langfuse.url,
-        **{**FAST, **extra},
-    )
+    desired = {
+        "public_key": langfuse.public_key,
+        "secret_key": langfuse.secret_key,
+        "host": langfuse.url,
+    }
+    set_valves(pipelines, PIPELINE_ID, **{**desired, **FAST, **extra})
 
 
 def call(http: httpx.Client, pipeline_id: str, step: Step) -> httpx.Response:
@@ -333,3 +331,16 @@ def test_shutdown_flushes_what_is_queued(
     assert langfuse.observations() == []
     pipelines.restart()
     assert len(langfuse.observations()) == 5
+
+
+def test_a_bad_host_never_stops_pipelines(
+    pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    install_bundled(pipelines)
+    point_at(pipelines, langfuse, host="langfuse without a scheme")  # stored in valves.json
+    pipelines.restart()  # on_startup with the stored bad host: the server must still start
+    replay(pipelines, scripted_conversation()[:2])  # chats pass, untraced
+    assert "Langfuse tracing is off" in pipelines.log_path.read_text()
+    point_at(pipelines, langfuse)  # fixed by the next valves update
+    replay(pipelines, scripted_conversation()[:2])
+    langfuse.wait_for(lambda: langfuse.observations(), what="a trace after the fix")

@@ -471,3 +471,22 @@ async def test_two_instances_in_one_process_keep_their_own_keys_and_hosts(
         assert [meta(s, "message_id") for s in capture.spans()] == ["one"]
         assert [meta(s, "message_id") for s in other.spans()] == ["two"]
         assert capture.rejected == [] and other.rejected == []
+
+
+@pytest.mark.parametrize("host", ["not a url", "ftp://langfuse.example", "http://", "https://[::1"])
+async def test_a_bad_host_turns_tracing_off_without_raising(
+    module: ModuleType, host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A raising on_startup would stop Pipelines from starting, on every restart.
+    caplog.set_level(logging.WARNING)
+    pipe = module.Pipeline()
+    pipe.valves = module.Pipeline.Valves(public_key="pk-lf-x", secret_key="sk-lf-x", host=host)
+    await pipe.on_startup()
+    await pipe.on_valves_updated()
+    assert pipe._exporter is None
+    body = user_turn(CHAT_ID, "b", [], "q", stream=False)
+    assert await pipe.inlet(body, USER) is body
+    warnings = [r.getMessage() for r in caplog.records if "tracing is off" in r.getMessage()]
+    assert len(warnings) == 1 and "URL" in warnings[0]
+    assert "sk-lf-x" not in caplog.text
+    await pipe.on_shutdown()

@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Mapping
@@ -721,6 +722,37 @@ def _is_saved(chat_id: str | None) -> bool:
     return not chat_id.startswith((*TEMPORARY_CHAT_PREFIXES, CHANNEL_PREFIX))
 
 
+def exporter_config(valves: Any) -> tuple[ExporterConfig | None, str]:
+    """The exporter settings the valves ask for, or None and why tracing stays off."""
+    public_key, secret_key = valves.public_key.strip(), valves.secret_key.strip()
+    host = valves.host.strip()
+    if not (public_key and secret_key and host):
+        return None, "public_key, secret_key or host not set"
+    try:
+        parts = urllib.parse.urlsplit(host)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        httpx.URL(host.rstrip("/") + OTLP_TRACES_PATH)
+    except (ValueError, httpx.InvalidURL):
+        valid = False
+    if not valid:
+        return None, f"host {host[:200]!r} is not an http(s) URL"
+    return (
+        ExporterConfig(
+            host=host,
+            public_key=public_key,
+            secret_key=secret_key,
+            environment=valves.environment,
+            release=valves.release,
+            flush_interval=min(max(valves.flush_interval_seconds, 0.05), 60.0),
+            max_batch_size=max(valves.max_batch_size, 1),
+            max_queue_size=max(valves.max_queue_size, 1),
+            timeout=min(max(valves.request_timeout_seconds, 0.1), 120.0),
+            debug=valves.debug,
+        ),
+        "",
+    )
+
+
 class Pipeline:
     class Valves(BaseModel):
         pipelines: list[str] = Field(
@@ -791,29 +823,40 @@ class Pipeline:
         self._exporter_valves: Pipeline.Valves | None = None
         self._pending = PendingTurns()
         self._error_counts: dict[str, int] = {}
-        self._warned_disabled = False
+        self._disabled_reason = ""
 
     # -- lifecycle hooks called by Pipelines ------------------------------------------------
 
+    # Pipelines aborts its own start (and every later restart: valves are persisted) when
+    # on_startup raises, and answers a valves update with 500 when on_valves_updated does;
+    # so these hooks log their problems and leave tracing off instead of raising.
+
     async def on_startup(self) -> None:
-        self._sync_exporter()
+        try:
+            self._sync_exporter()
+        except Exception as exc:
+            self._report_error("on_startup", exc)
 
     async def on_valves_updated(self) -> None:
-        old = self._sync_exporter(close_old=False)
+        try:
+            old = self._sync_exporter(close_old=False)
+        except Exception as exc:
+            self._report_error("on_valves_updated", exc)
+            return
         if old is not None:
             # Flush what the old keys were collecting without holding the event loop.
             await _in_thread(old.close, self.valves.flush_timeout_seconds)
 
     async def on_shutdown(self) -> None:
         exporter = self._exporter
-        if exporter is not None:
-            now = time.time_ns()
-            for obs in self._pending.drain():
-                exporter.submit(self._unfinished(obs, now))
         self._exporter = None
         self._exporter_valves = None
-        if exporter is not None:
-            await _in_thread(exporter.close, self.valves.flush_timeout_seconds)
+        if exporter is None:
+            return
+        now = time.time_ns()
+        for obs in self._pending.drain():
+            exporter.submit(self._unfinished(obs, now))
+        await _in_thread(exporter.close, self.valves.flush_timeout_seconds)
 
     # -- chat hooks -------------------------------------------------------------------------
 
@@ -842,29 +885,16 @@ class Pipeline:
         valves = self.valves
         self._exporter_valves = valves
         old = self._exporter
-        config = None
-        if valves.public_key and valves.secret_key and valves.host:
-            config = ExporterConfig(
-                host=valves.host.strip(),
-                public_key=valves.public_key.strip(),
-                secret_key=valves.secret_key.strip(),
-                environment=valves.environment,
-                release=valves.release,
-                flush_interval=min(max(valves.flush_interval_seconds, 0.05), 60.0),
-                max_batch_size=max(valves.max_batch_size, 1),
-                max_queue_size=max(valves.max_queue_size, 1),
-                timeout=min(max(valves.request_timeout_seconds, 0.1), 120.0),
-                debug=valves.debug,
-            )
+        config, problem = exporter_config(valves)
         if old is not None and old.config == config:
             return None
         self._exporter = LangfuseExporter(config) if config is not None else None
         if config is None:
-            if not self._warned_disabled:
-                log.warning("Langfuse tracing is off: public_key, secret_key or host not set")
-                self._warned_disabled = True
+            if problem != self._disabled_reason:  # once per reason, not per chat
+                log.warning("Langfuse tracing is off: %s", problem)
+                self._disabled_reason = problem
         else:
-            self._warned_disabled = False
+            self._disabled_reason = ""
             log.info("Langfuse tracing to %s (public key %s)", config.host, config.public_key)
         if old is not None and close_old:
             # Not on the event loop's critical path: a background thread does the bounded flush.
