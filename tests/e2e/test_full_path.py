@@ -22,6 +22,12 @@ from tests.world.poll import wait_for
 pytestmark = [pytest.mark.world, pytest.mark.timeout(420)]
 
 
+# A connection a person adds while the operator runs (port 9: nothing listens, nothing leaves).
+LATE_URL = "http://127.0.0.1:9/late/v1"
+LATE_KEY = "sk-late-connection"
+LATE_CONFIG = {"enable": False, "prefix_id": "late", "model_ids": ["m1"]}
+
+
 def _assert_no_secret_in(text: str, secrets: list[str], where: str) -> None:
     for secret in secrets:
         assert secret not in text, f"a secret value appears in {where}"
@@ -77,6 +83,16 @@ def test_full_path(stack: Stack) -> None:
     assert config["OPENAI_API_BASE_URLS"] == [OTHER_URL, pipelines.url]
     assert config["OPENAI_API_KEYS"][0] == OTHER_KEY
     assert config["OPENAI_API_CONFIGS"]["0"] == OTHER_CONFIG
+    ours = config["OPENAI_API_CONFIGS"]["1"]
+    assert ours.get("enable") is True and "model_ids" not in ours and "prefix_id" not in ours
+
+    # A person adds a connection after ours (index 2); it must survive every later write of
+    # the operator, and move to index 1 with its config when ours is removed.
+    stack.open_webui.set_connections(
+        [*config["OPENAI_API_BASE_URLS"], LATE_URL],
+        [*config["OPENAI_API_KEYS"], LATE_KEY],
+        {**config["OPENAI_API_CONFIGS"], "2": LATE_CONFIG},
+    )
 
     # A chat through Open WebUI's API -> a trace with user, session, model, output and usage.
     turn = stack.chat("What does Langfuse see?")
@@ -114,15 +130,16 @@ def test_full_path(stack: Stack) -> None:
     assert exports[-1]["publicKey"] == second_project.public_key
     assert exports[-1]["status"] == 200
 
+    live = json.dumps(stack.get_tracing())
     # Delete the resource: the filter and our connection go, everything else stays.
     stack.delete_tracing()
     with pipelines.client() as http:
         loaded = {p["id"]: p["type"] for p in http.get("/pipelines").json()["data"]}
     assert loaded == {ECHO_MODEL: "pipe"}
     config = stack.openai_config()
-    assert config["OPENAI_API_BASE_URLS"] == [OTHER_URL]
-    assert config["OPENAI_API_KEYS"] == [OTHER_KEY]
-    assert config["OPENAI_API_CONFIGS"] == {"0": OTHER_CONFIG}
+    assert config["OPENAI_API_BASE_URLS"] == [OTHER_URL, LATE_URL]
+    assert config["OPENAI_API_KEYS"] == [OTHER_KEY, LATE_KEY]
+    assert config["OPENAI_API_CONFIGS"] == {"0": OTHER_CONFIG, "1": LATE_CONFIG}
     assert config["ENABLE_OPENAI_API"] is True
 
     secrets = [
@@ -130,9 +147,12 @@ def test_full_path(stack: Stack) -> None:
         second_project.secret_key,
         pipelines.api_key,
         stack.open_webui.admin_password,
+        OTHER_KEY,
+        LATE_KEY,
     ]
     _assert_no_secret_in(operator.log_text(), secrets, "the operator's log")
     _assert_no_secret_in(_events(stack), secrets, "the namespace's Events")
+    _assert_no_secret_in(live, secrets, "the resource (status, annotations)")
 
 
 def _wait_condition(stack: Stack, type_: str, status: str, timeout: float = 60) -> dict[str, Any]:
