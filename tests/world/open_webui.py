@@ -23,21 +23,14 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
+from tests.world.loopback_server import LoopbackServer
 from tests.world.manifest import World
-from tests.world.proc import (
-    LOOPBACK,
-    Process,
-    ensure_port_free,
-    free_port,
-    serve_until_interrupted,
-)
+from tests.world.proc import LOOPBACK, serve_until_interrupted
 
 # A port nothing listens on: connection refused at once, never a request that leaves the host.
 CLOSED_URL = f"http://{LOOPBACK}:9"
@@ -45,8 +38,13 @@ ADMIN_EMAIL = "admin@owl.test"
 ADMIN_NAME = "OWL Admin"
 
 
-class OpenWebUI:
+class OpenWebUI(LoopbackServer):
     """One Open WebUI server with a known admin."""
+
+    name = "Open WebUI"
+    tmp_prefix = "owl-open-webui-"
+    log_name = "open-webui.log"
+    subdirs = ("data", "static", "cwd")
 
     def __init__(
         self,
@@ -59,34 +57,18 @@ class OpenWebUI:
         ready_timeout: float = 120.0,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.world = world
-        self.port = port
-        self.base_dir = base_dir
+        super().__init__(world, port=port, base_dir=base_dir, ready_timeout=ready_timeout, env=env)
         self.persistent_config = persistent_config
         self.clear_connections = clear_connections
-        self.ready_timeout = ready_timeout
-        self.extra_env = dict(env or {})
         self.admin_email = ADMIN_EMAIL
         self.admin_password = secrets.token_urlsafe(18)
         self.secret_key = secrets.token_urlsafe(32)
-        self.tmp: Path | None = None
-        self.process: Process | None = None
         self._token: str | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.port is not None, "server not started"
-        return f"http://{LOOPBACK}:{self.port}"
 
     @property
     def data_dir(self) -> Path:
         assert self.tmp is not None, "server not started"
         return self.tmp / "data"
-
-    @property
-    def log_path(self) -> Path:
-        assert self.tmp is not None, "server not started"
-        return self.tmp / "open-webui.log"
 
     def environment(self) -> dict[str, str]:
         assert self.tmp is not None
@@ -125,36 +107,15 @@ class OpenWebUI:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> OpenWebUI:
+    def start(self) -> Self:
         python = self.world.python("open_webui")
-        if self.port is None:
-            self.port = free_port()
-        else:
-            ensure_port_free(self.port, "Open WebUI")
-        if self.tmp is None:
-            self.tmp = Path(tempfile.mkdtemp(prefix="owl-open-webui-", dir=self.base_dir))
-            for sub in ("data", "static", "cwd"):
-                (self.tmp / sub).mkdir()
-        self.process = Process(
-            "Open WebUI",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "open_webui.main:app",
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(self.port),
-            ],
-            log_path=self.log_path,
+        self._claim_port_and_dir()
+        self._run_uvicorn(
+            python,
+            ["open_webui.main:app"],
             env=self.environment(),
-            cwd=self.tmp / "cwd",
-            ready=self._ready,
-            ready_timeout=self.ready_timeout,
             ready_what=f"healthy (GET {self.url}/health)",
         )
-        self.process.start()
         self._token = None
         if self.clear_connections:
             try:
@@ -167,24 +128,10 @@ class OpenWebUI:
     def _ready(self) -> bool:
         return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
 
-    def stop(self, *, keep_files: bool = False) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-        if self.tmp is not None and not keep_files:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
-
-    def restart(self) -> OpenWebUI:
+    def restart(self) -> Self:
         """Stop and start on the same port with the same data (config persistence tests)."""
         self.stop(keep_files=True)
         return self.start()
-
-    def __enter__(self) -> OpenWebUI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- auth ----------------------------------------------------------------------------------
 

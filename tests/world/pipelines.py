@@ -13,25 +13,24 @@ import argparse
 import json
 import secrets
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
+from tests.world.loopback_server import LoopbackServer
 from tests.world.manifest import World
-from tests.world.proc import (
-    LOOPBACK,
-    Process,
-    ensure_port_free,
-    free_port,
-    serve_until_interrupted,
-)
+from tests.world.proc import serve_until_interrupted
 from tests.world.sample_pipelines import RECORD_ENV, SOURCES
 
 
-class PipelinesServer:
+class PipelinesServer(LoopbackServer):
     """One Pipelines server; ``restart(wipe=...)`` keeps its URL and key."""
+
+    name = "Pipelines server"
+    tmp_prefix = "owl-pipelines-"
+    log_name = "pipelines.log"
+    subdirs = ("cwd", "pipelines")
 
     def __init__(
         self,
@@ -43,21 +42,10 @@ class PipelinesServer:
         ready_timeout: float = 60.0,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.world = world
-        self.port = port
+        super().__init__(world, port=port, base_dir=base_dir, ready_timeout=ready_timeout, env=env)
         self.api_key = api_key or f"owl-{secrets.token_hex(16)}"
-        self.base_dir = base_dir
-        self.ready_timeout = ready_timeout
-        self.extra_env = dict(env or {})
-        self.tmp: Path | None = None
-        self.process: Process | None = None
 
     # -- paths and URLs ------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self.port is not None, "server not started"
-        return f"http://{LOOPBACK}:{self.port}"
 
     @property
     def pipelines_dir(self) -> Path:
@@ -71,27 +59,15 @@ class PipelinesServer:
         return self.tmp / "record.jsonl"
 
     @property
-    def log_path(self) -> Path:
-        assert self.tmp is not None, "server not started"
-        return self.tmp / "pipelines.log"
-
-    @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> PipelinesServer:
+    def start(self) -> Self:
         python = self.world.python("pipelines")
         app_dir = self.world.path("pipelines_app_dir")
-        if self.port is None:
-            self.port = free_port()
-        else:
-            ensure_port_free(self.port, "Pipelines server")
-        if self.tmp is None:
-            self.tmp = Path(tempfile.mkdtemp(prefix="owl-pipelines-", dir=self.base_dir))
-            (self.tmp / "cwd").mkdir()
-            self.pipelines_dir.mkdir()
+        self._claim_port_and_dir()
         env = {
             "PIPELINES_DIR": str(self.pipelines_dir),
             "PIPELINES_API_KEY": self.api_key,
@@ -100,42 +76,18 @@ class PipelinesServer:
             "PYTHONDONTWRITEBYTECODE": "1",
             **self.extra_env,
         }
-        self.process = Process(
-            "Pipelines server",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "main:app",
-                "--app-dir",
-                app_dir,
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(self.port),
-            ],
-            log_path=self.log_path,
+        self._run_uvicorn(
+            python,
+            ["main:app", "--app-dir", app_dir],
             env=env,
-            cwd=self.tmp / "cwd",
-            ready=self._ready,
-            ready_timeout=self.ready_timeout,
             ready_what=f"answering GET {self.url}/",
         )
-        self.process.start()
         return self
 
     def _ready(self) -> bool:
         return httpx.get(f"{self.url}/", timeout=2).status_code == 200
 
-    def stop(self, *, keep_files: bool = False) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-        if self.tmp is not None and not keep_files:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
-
-    def restart(self, *, wipe: bool = False) -> PipelinesServer:
+    def restart(self, *, wipe: bool = False) -> Self:
         """Stop and start on the same port; ``wipe`` empties PIPELINES_DIR in between
         (a pod restarted with an empty volume)."""
         self.stop(keep_files=True)
@@ -143,12 +95,6 @@ class PipelinesServer:
             shutil.rmtree(self.pipelines_dir, ignore_errors=True)
             self.pipelines_dir.mkdir()
         return self.start()
-
-    def __enter__(self) -> PipelinesServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- helpers for tests ---------------------------------------------------------------------
 
