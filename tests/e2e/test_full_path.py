@@ -174,7 +174,8 @@ def _wait_condition(stack: Stack, type_: str, status: str, timeout: float = 60) 
 def test_gitops_health_of_live_objects(stack: Stack) -> None:
     """kstatus and the Argo CD check on status objects read back from the cluster, in each
     state: before the operator's first write, stalled (wrong keys), current (fixed), in
-    progress (Langfuse failing, retried), suspended."""
+    progress (Langfuse failing, retried), suspended. Open WebUI auth here: an admin API key."""
+    stack.openwebui_auth = "apiKey"
     stack.install_chart()
     stack.start_pipelines()
     stack.create_secrets()
@@ -204,6 +205,9 @@ def test_gitops_health_of_live_objects(stack: Stack) -> None:
     stack.apply(stack.langfuse_secret_manifest(good))
     ready = stack.wait_ready()
     assert kstatus([ready])[0].status == "Current"
+    assert stack.tracing_manifest()["spec"]["openWebUI"]["auth"] == {
+        "apiKey": {"secretKeyRef": {"name": "open-webui-admin", "key": "api-key"}}
+    }
     assert _argocd(ready) == "Healthy"
 
     # Langfuse answers 500: a temporary error, retried; a spec change makes the operator look.
