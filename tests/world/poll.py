@@ -29,6 +29,37 @@ def _describe(what: str, timeout: float, last: object, error: BaseException | No
     return "; ".join(parts)
 
 
+class _Deadline:
+    """The bookkeeping both loops share: what was last seen, and how long to pause next
+    (growing from ``interval`` to ``max_interval``, never past the deadline)."""
+
+    def __init__(self, timeout: float, what: str, interval: float, max_interval: float) -> None:
+        self.timeout = timeout
+        self.what = what
+        self.max_interval = max_interval
+        self.deadline = time.monotonic() + timeout
+        self.delay = interval
+        self.last: object = None
+        self.error: BaseException | None = None
+
+    def saw_error(self, error: BaseException) -> None:
+        self.error, self.last = error, None
+
+    def saw_value(self, value: object) -> None:
+        self.error, self.last = None, value
+
+    def next_pause(self) -> float:
+        """Seconds to pause before the next try; raises ``WaitTimeout`` once none are left."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(
+                _describe(self.what, self.timeout, self.last, self.error)
+            ) from self.error
+        pause = min(self.delay, remaining)
+        self.delay = min(self.delay * 1.5, self.max_interval)
+        return pause
+
+
 def wait_for(
     predicate: Callable[[], T],
     timeout: float,
@@ -39,24 +70,17 @@ def wait_for(
     retry_on: tuple[type[BaseException], ...] = (Exception,),
 ) -> T:
     """Poll ``predicate`` until it returns a truthy value or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    error: BaseException | None = None
-    delay = interval
+    deadline = _Deadline(timeout, what, interval, max_interval)
     while True:
         try:
             value = predicate()
         except retry_on as exc:
-            error, last = exc, None
+            deadline.saw_error(exc)
         else:
             if value:
                 return value
-            error, last = None, value
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(_describe(what, timeout, last, error)) from error
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, max_interval)
+            deadline.saw_value(value)
+        time.sleep(deadline.next_pause())
 
 
 async def async_wait_for(
@@ -69,21 +93,14 @@ async def async_wait_for(
     retry_on: tuple[type[BaseException], ...] = (Exception,),
 ) -> T:
     """``wait_for`` for coroutine predicates (``predicate`` is called, then awaited)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    error: BaseException | None = None
-    delay = interval
+    deadline = _Deadline(timeout, what, interval, max_interval)
     while True:
         try:
             value = await predicate()
         except retry_on as exc:
-            error, last = exc, None
+            deadline.saw_error(exc)
         else:
             if value:
                 return value
-            error, last = None, value
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(_describe(what, timeout, last, error)) from error
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, max_interval)
+            deadline.saw_value(value)
+        await asyncio.sleep(deadline.next_pause())
