@@ -256,7 +256,20 @@ def test_restarted_operator_does_not_upload_again(
     langfuse: LangfuseStandIn,
     operator: OperatorProcess,
 ) -> None:
-    harness.apply(namespace, NAME, spec(pipelines, langfuse))
+    from openwebui_langfuse.filters import bundled_filter_text
+
+    # The bundled filter's content, frozen in a ConfigMap: a checkout being edited meanwhile
+    # would otherwise (rightly) cause a second upload.
+    harness.put_config_map(namespace, "filter", {"filter.py": bundled_filter_text()})
+    harness.apply(
+        namespace,
+        NAME,
+        spec(
+            pipelines,
+            langfuse,
+            filter={"source": "configMap", "configMap": {"name": "filter", "key": "filter.py"}},
+        ),
+    )
     harness.wait_condition(namespace, NAME, "Ready", "True")
     obj = harness.get(namespace, NAME) or {}
     record = obj["metadata"]["annotations"]["openwebui-langfuse.io/installed-filter"]
