@@ -193,15 +193,28 @@ def _newest_first(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: row.get(key) or "", reverse=True)
 
 
+def _paging(request: web.Request) -> tuple[int, int] | web.Response:
+    """(page, limit) of a v1 list read, or the 400 answer for a bad one."""
+    try:
+        return query_int(request, "page", 1), query_int(request, "limit", 50)
+    except BodyError as error:
+        return json_response(400, {"message": str(error)})
+
+
+def _query_differs(request: web.Request, values: dict[str, Any]) -> bool:
+    """True when a filter parameter present in the query names another value than the row's
+    (exact match; a parameter left out filters nothing)."""
+    return any(request.query.get(param) not in (None, value) for param, value in values.items())
+
+
 async def list_traces(request: web.Request) -> web.Response:
     authorized = await _authorize(request, legacy_read=True)
     if isinstance(authorized, web.Response):
         return authorized
-    try:
-        page_number = query_int(request, "page", 1)
-        limit = query_int(request, "limit", 50)
-    except BodyError as error:
-        return json_response(400, {"message": str(error)})
+    paging = _paging(request)
+    if isinstance(paging, web.Response):
+        return paging
+    page_number, limit = paging
     store = _state(request).store
     project_id = authorized.project_id
     wanted_tags = request.query.getall("tags", [])
@@ -214,14 +227,14 @@ async def list_traces(request: web.Request) -> web.Response:
         scores_by_trace.setdefault(score.get("traceId") or "", []).append(score["id"])
     rows = []
     for trace in _newest_first(store.traces(project_id), "timestamp"):
-        if any(
-            request.query.get(param) not in (None, trace.get(field))
-            for param, field in (
-                ("userId", "userId"),
-                ("name", "name"),
-                ("sessionId", "sessionId"),
-                ("environment", "environment"),
-            )
+        if _query_differs(
+            request,
+            {
+                "userId": trace.get("userId"),
+                "name": trace.get("name"),
+                "sessionId": trace.get("sessionId"),
+                "environment": trace.get("environment"),
+            },
         ):
             continue
         if not set(wanted_tags) <= set(trace.get("tags") or []):
@@ -254,11 +267,10 @@ async def list_observations_v1(request: web.Request) -> web.Response:
     authorized = await _authorize(request, legacy_read=True)
     if isinstance(authorized, web.Response):
         return authorized
-    try:
-        page_number = query_int(request, "page", 1)
-        limit = query_int(request, "limit", 50)
-    except BodyError as error:
-        return json_response(400, {"message": str(error)})
+    paging = _paging(request)
+    if isinstance(paging, web.Response):
+        return paging
+    page_number, limit = paging
     store = _state(request).store
     traces = {t["id"]: t for t in store.traces(authorized.project_id)}
     rows = []
@@ -271,7 +283,7 @@ async def list_observations_v1(request: web.Request) -> web.Response:
             "parentObservationId": observation.get("parentObservationId"),
             "userId": observation.get("userId") or trace.get("userId"),
         }
-        if any(request.query.get(param) not in (None, value) for param, value in checks.items()):
+        if _query_differs(request, checks):
             continue
         rows.append(views.observation_v1(observation))
     return json_response(200, views.page(rows, page_number, limit))
@@ -301,7 +313,7 @@ def _v2_matches(request: web.Request, row: dict[str, Any], trace: dict[str, Any]
         "environment": row.get("environment"),
         "version": row.get("version"),
     }
-    if any(query.get(param) not in (None, value) for param, value in values.items()):
+    if _query_differs(request, values):
         return False
     if "isRootObservation" in query:
         is_root = row.get("parentObservationId") is None
