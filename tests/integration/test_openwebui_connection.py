@@ -283,6 +283,20 @@ async def test_a_persons_entry_for_the_same_server_is_adopted_not_duplicated(
     assert stored["OPENAI_API_CONFIGS"]["2"] == {"enable": True, "tags": [{"name": "p"}]}
 
 
+def chat_with_echo(owui: OpenWebUI, content: str, *, stream: bool) -> str:
+    """One user message to the echo pipe through Open WebUI's chat API; the answer's text."""
+    with owui.client() as http:
+        answer = http.post(
+            "/api/chat/completions",
+            json={
+                "model": ECHO_PIPE_ID,
+                "stream": stream,
+                "messages": [{"role": "user", "content": content}],
+            },
+        ).raise_for_status()
+    return answer.text
+
+
 @pytest.mark.parametrize("suffix", ["", "/v1"], ids=["plain-url", "v1-url"])
 async def test_after_registration_a_chat_runs_through_the_filter(
     owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str, suffix: str
@@ -293,16 +307,7 @@ async def test_after_registration_a_chat_runs_through_the_filter(
         owui, pipelines, ApiKeyAuth(admin_api_key), connection_url=pipelines.url + suffix
     )
     assert outcome.reason == "Registered", outcome.message
-    with owui.client() as http:
-        answer = http.post(
-            "/api/chat/completions",
-            json={
-                "model": ECHO_PIPE_ID,
-                "stream": False,
-                "messages": [{"role": "user", "content": "hello filter"}],
-            },
-        ).raise_for_status()
-    assert "echo: hello filter" in answer.text
+    assert "echo: hello filter" in chat_with_echo(owui, "hello filter", stream=False)
     # The outlet may finish after the answer was sent: poll with a deadline.
     wait_for(
         lambda: {"inlet", "outlet"} <= {record["hook"] for record in pipelines.records()},
@@ -321,16 +326,7 @@ async def test_usage_capability_makes_streamed_chats_ask_for_usage(
 
     def streamed_chat_stream_options() -> object:
         before = len(pipelines.records())
-        with owui.client() as http:
-            answer = http.post(
-                "/api/chat/completions",
-                json={
-                    "model": ECHO_PIPE_ID,
-                    "stream": True,
-                    "messages": [{"role": "user", "content": "count my tokens"}],
-                },
-            ).raise_for_status()
-        assert "count my tokens" in answer.text
+        assert "count my tokens" in chat_with_echo(owui, "count my tokens", stream=True)
         inlets = [r for r in pipelines.records()[before:] if r["hook"] == "inlet"]
         assert inlets, "the filter's inlet did not run"
         return inlets[0]["body"].get("stream_options")
