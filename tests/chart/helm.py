@@ -23,6 +23,7 @@ SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 EXAMPLES = sorted((CHART.parents[1] / "examples").glob("*.yaml"))
 CRD_FILE = CHART / "files" / "crd-langfusetracings.yaml"
 CRD_NAME = "langfusetracings.openwebui-langfuse.io"
+GROUP, VERSION, PLURAL = "openwebui-langfuse.io", "v1alpha1", "langfusetracings"
 # Under `helm template` the key Secret is generated; a fixed key makes renders comparable.
 FIXED_KEY = ["--set", "pipelines.apiKey.value=fixed-test-key"]
 

@@ -12,15 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from tests.chart.helm import EXAMPLES
+from tests.chart.helm import EXAMPLES, GROUP, PLURAL, VERSION
 from tests.chart.invalid_resources import INVALID, Invalid, valid_resource
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, CustomObjectsApi
 
     from tests.world.cluster import Cluster
-
-GROUP, VERSION, PLURAL = "openwebui-langfuse.io", "v1alpha1", "langfusetracings"
 
 
 @pytest.fixture(scope="module")

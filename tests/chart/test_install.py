@@ -14,7 +14,19 @@ import pytest
 import yaml
 
 from tests.chart.conftest import apply_crd, delete_crd
-from tests.chart.helm import CHART, CRD_FILE, CRD_NAME, Helm, by_kind, documents, pod_specs
+from tests.chart.helm import (
+    CHART,
+    CRD_FILE,
+    CRD_NAME,
+    GROUP,
+    PLURAL,
+    VERSION,
+    Helm,
+    by_kind,
+    documents,
+    pod_specs,
+)
+from tests.chart.invalid_resources import valid_resource
 from tests.world.poll import wait_for
 
 if TYPE_CHECKING:
@@ -26,7 +38,6 @@ NO_CRD = ["--set", "crd.install=false"]  # the session's CRD is applied by the `
 TRACING = CHART / "ci" / "tracing-values.yaml"
 TRACING_OPEN_WEBUI = CHART / "ci" / "tracing-open-webui-values.yaml"
 WAIT = ["--wait", "--timeout", "90s"]
-GROUP, VERSION, PLURAL = "openwebui-langfuse.io", "v1alpha1", "langfusetracings"
 
 
 def _deployments_available(kube: ApiClient, namespace: str) -> dict[str, bool]:
@@ -311,10 +322,9 @@ def _release_absent(helm: Helm, kube: ApiClient, namespace: str) -> None:
     assert _deployments_available(kube, namespace) == {}
 
 
-def test_existing_secret_must_exist(
-    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
-) -> None:
-    args = [
+def _install_with_existing_secret(namespace: str) -> list[str | Path]:
+    """Install with the Pipelines key taken from the user's Secret "pipelines-key"."""
+    return [
         "install",
         "owl",
         CHART,
@@ -325,6 +335,12 @@ def test_existing_secret_must_exist(
         "pipelines.apiKey.existingSecret=pipelines-key",
         *WAIT,
     ]
+
+
+def test_existing_secret_must_exist(
+    helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
+) -> None:
+    args = _install_with_existing_secret(namespace)
     result = helm_cluster.run(*args)
     assert result.returncode != 0
     assert (
@@ -343,17 +359,7 @@ def test_existing_secret_with_the_default_key_is_refused(
     helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
 ) -> None:
     _secret(kube, namespace, "pipelines-key", {"api-key": "0p3n-w3bu!"})
-    args = [
-        "install",
-        "owl",
-        CHART,
-        "-n",
-        namespace,
-        *NO_CRD,
-        "--set",
-        "pipelines.apiKey.existingSecret=pipelines-key",
-        *WAIT,
-    ]
+    args = _install_with_existing_secret(namespace)
     result = helm_cluster.run(*args)
     assert result.returncode != 0
     assert "holds the well-known upstream default key 0p3n-w3bu!" in result.stderr
@@ -364,17 +370,7 @@ def test_existing_secret_is_used(
     helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
 ) -> None:
     _secret(kube, namespace, "pipelines-key", {"api-key": "a-random-test-key"})
-    helm_cluster.ok(
-        "install",
-        "owl",
-        CHART,
-        "-n",
-        namespace,
-        *NO_CRD,
-        "--set",
-        "pipelines.apiKey.existingSecret=pipelines-key",
-        *WAIT,
-    )
+    helm_cluster.ok(*_install_with_existing_secret(namespace))
     manifest = documents(helm_cluster.ok("get", "manifest", "owl", "-n", namespace))
     assert not by_kind(manifest, "Secret")
     (pipelines,) = [
@@ -472,22 +468,9 @@ def test_helm4_replaces_an_existing_hook_resource(
         )
     )
     assert template.read_text() != text
-    existing = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LangfuseTracing",
-        "metadata": {"name": "owl-openwebui-langfuse", "labels": {"mine": "yes"}},
-        "spec": {
-            "langfuse": {
-                "host": "https://other.example",
-                "publicKey": {"value": "pk"},
-                "secretKey": {"secretKeyRef": {"name": "a", "key": "b"}},
-            },
-            "pipelines": {
-                "url": "http://p:9099",
-                "apiKey": {"secretKeyRef": {"name": "a", "key": "b"}},
-            },
-        },
-    }
+    existing = valid_resource("owl-openwebui-langfuse")
+    existing["metadata"]["labels"] = {"mine": "yes"}
+    existing["spec"]["langfuse"]["host"] = "https://other.example"
     before = CustomObjectsApi(kube).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, existing
     )

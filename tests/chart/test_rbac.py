@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, Helm, documents
+from tests.chart.helm import CHART, GROUP, PLURAL, VERSION, Helm, documents
+from tests.chart.invalid_resources import valid_resource
 from tests.world.poll import wait_for
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
     from tests.world.cluster import Cluster
 
-GROUP, VERSION, PLURAL = "openwebui-langfuse.io", "v1alpha1", "langfusetracings"
 BASE = [
     "--set",
     "crd.install=false",
@@ -75,22 +75,9 @@ def _allowed(call: Callable[[], Any]) -> bool:
 
 
 def _tracing_body(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LangfuseTracing",
-        "metadata": {"name": name, "labels": labels or {}},
-        "spec": {
-            "langfuse": {
-                "host": "https://cloud.langfuse.com",
-                "publicKey": {"value": "pk"},
-                "secretKey": {"secretKeyRef": {"name": "lf", "key": "sk"}},
-            },
-            "pipelines": {
-                "url": "http://p:9099",
-                "apiKey": {"secretKeyRef": {"name": "p", "key": "k"}},
-            },
-        },
-    }
+    body = valid_resource(name)
+    body["metadata"]["labels"] = labels or {}
+    return body
 
 
 def _watch_once(list_call: Callable[..., Any]) -> None:
@@ -129,6 +116,13 @@ class OperatorCalls:
             "name": "rbac",
             "namespace": ns,
         }
+        core_event = {
+            "metadata": {"generateName": "rbac-"},
+            "involvedObject": ref,
+            "reason": "Test",
+            "message": "rbac",
+            "type": "Normal",
+        }
         return {
             "list langfusetracings": lambda: objects.list_namespaced_custom_object(*lft),
             "watch langfusetracings": lambda: _watch_once(
@@ -162,29 +156,9 @@ class OperatorCalls:
                 lambda **kw: core.list_namespaced_config_map(ns, **kw)
             ),
             "get configmap": lambda: core.read_namespaced_config_map("filter", ns),
-            "create core event": lambda: core.create_namespaced_event(
-                ns,
-                {
-                    "metadata": {"generateName": "rbac-"},
-                    "involvedObject": ref,
-                    "reason": "Test",
-                    "message": "rbac",
-                    "type": "Normal",
-                },
-            ),
+            "create core event": lambda: core.create_namespaced_event(ns, core_event),
             "patch core event": lambda: core.patch_namespaced_event(
-                core.create_namespaced_event(
-                    ns,
-                    {
-                        "metadata": {"generateName": "rbac-"},
-                        "involvedObject": ref,
-                        "reason": "Test",
-                        "message": "rbac",
-                        "type": "Normal",
-                    },
-                ).metadata.name,
-                ns,
-                {"count": 2},
+                core.create_namespaced_event(ns, core_event).metadata.name, ns, {"count": 2}
             ),
             "create events.k8s.io event": lambda: self.events.create_namespaced_event(
                 ns,
