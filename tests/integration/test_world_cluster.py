@@ -215,23 +215,25 @@ def test_restricted_pod_security_label_rejects_a_privileged_pod(
     assert "privileged" in message
 
 
-def test_deployment_becomes_available_on_fake_nodes(kube: ApiClient, namespace: str) -> None:
-    apps, core = AppsV1Api(kube), CoreV1Api(kube)
-    labels = {"app": "web"}
-    apps.create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "web", "image": IMAGE}]},
-                },
+def _deployment(name: str, *, replicas: int, container: str) -> dict[str, Any]:
+    """A Deployment of ``replicas`` pods labelled ``app=<name>``, one container of IMAGE."""
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": container, "image": IMAGE}]},
             },
         },
-    )
+    }
+
+
+def test_deployment_becomes_available_on_fake_nodes(kube: ApiClient, namespace: str) -> None:
+    apps, core = AppsV1Api(kube), CoreV1Api(kube)
+    apps.create_namespaced_deployment(namespace, _deployment("web", replicas=2, container="web"))
 
     def available() -> bool:
         dep = apps.read_namespaced_deployment("web", namespace)
@@ -274,21 +276,7 @@ def test_job_completes(kube: ApiClient, namespace: str) -> None:
 
 def test_deleting_a_namespace_finishes(kube: ApiClient, namespace: str) -> None:
     apps, core = AppsV1Api(kube), CoreV1Api(kube)
-    labels = {"app": "doomed"}
-    apps.create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "doomed"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "c", "image": IMAGE}]},
-                },
-            },
-        },
-    )
+    apps.create_namespaced_deployment(namespace, _deployment("doomed", replicas=1, container="c"))
     wait_for(
         lambda: apps.read_namespaced_deployment("doomed", namespace).status.ready_replicas,
         60,
