@@ -1,8 +1,9 @@
-module owl/kstatus-compute
+module owl/healthtool
 
 go 1.26
 
 require (
+	github.com/yuin/gopher-lua v1.1.2
 	k8s.io/apimachinery v0.30.1
 	sigs.k8s.io/cli-utils v0.37.2
 )
