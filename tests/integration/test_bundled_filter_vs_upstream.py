@@ -8,10 +8,7 @@ gets its own project in one stand-in, so what each delivers can be read side by 
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from tests.integration.test_bundled_filter import (
 from tests.peers.langfuse_standin.keys import Project
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.unit.test_filter_conversation import CHAT_ID, TEMP_CHAT_ID, USER, scripted_conversation
+from tests.world.http_server import StaticFiles
 from tests.world.manifest import World
 from tests.world.pipelines import PipelinesServer
 
@@ -38,36 +36,6 @@ UPSTREAM_FILE = "langfuse_filter_pipeline.py"
 UPSTREAM_ID = "langfuse_filter_pipeline"
 # Adding it runs `pip install langfuse<3.0.0` inside Pipelines (seconds when cached).
 ADD_TIMEOUT = 300.0
-
-
-class QuietFileHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class StaticFiles:
-    """Serve one directory read-only on a loopback port (what GitHub is in the guide)."""
-
-    def __init__(self, directory: Path) -> None:
-        handler = functools.partial(QuietFileHandler, directory=str(directory))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> StaticFiles:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -10,10 +10,7 @@ inlet and outlet are driven through Pipelines' HTTP routes with Open-WebUI-shape
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import httpx
 import pytest
 
 from tests.peers.langfuse_standin import LangfuseStandIn
+from tests.world.http_server import StaticFiles
 from tests.world.manifest import World
 from tests.world.pipelines import PipelinesServer
 from tests.world.poll import wait_for
@@ -39,26 +37,13 @@ USER = {"id": "u-1", "email": "alice@example.com", "name": "Alice", "role": "use
 CHAT_ID = "chat-123"
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
-        pass
-
-
 @pytest.fixture
 def filter_url() -> Iterator[str]:
     """The upstream filter file, served read-only from its shared folder on loopback."""
     if not (FILTER_DIR / FILTER_FILE).is_file():
         pytest.fail(f"upstream filter missing at {FILTER_DIR / FILTER_FILE}")
-    handler = functools.partial(_QuietHandler, directory=str(FILTER_DIR))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{FILTER_FILE}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with StaticFiles(FILTER_DIR) as files:
+        yield f"{files.url}/{FILTER_FILE}"
 
 
 @pytest.fixture

@@ -16,12 +16,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.world.http_server import LoopbackHTTPServer
 
 FILTER_PATH = (
     Path(__file__).resolve().parents[2]
@@ -60,7 +62,7 @@ def attributes_of(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     return {pair["key"]: attribute_value(pair["value"]) for pair in pairs}
 
 
-class OtlpCapture:
+class OtlpCapture(LoopbackHTTPServer):
     """Records OTLP exports; `status` decides the answer (200 by default)."""
 
     def __init__(self, public_key: str = "pk-lf-test", secret_key: str = "sk-lf-test") -> None:
@@ -99,24 +101,7 @@ class OtlpCapture:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> OtlpCapture:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler, poll_interval=0.02)
 
     def _decoded_auth(self, header: str | None) -> tuple[str, str] | None:
         if not header or not header.startswith("Basic "):
