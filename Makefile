@@ -6,8 +6,8 @@ VENV = $(shell python3 -c 'import json,os; p=os.path.join(os.environ.get("OWL_CA
 demo:        ; ./ci/demo
 test:        ; ./ci/test
 provision:   ; python3 ci/provision.py
-lint:        ; $(VENV)/bin/ruff check operator tests bench && $(VENV)/bin/ruff format --check operator tests bench
-format:      ; $(VENV)/bin/ruff format operator tests bench && $(VENV)/bin/ruff check --fix operator tests bench
+lint:        ; $(VENV)/bin/ruff check operator tests bench demo && $(VENV)/bin/ruff format --check operator tests bench demo
+format:      ; $(VENV)/bin/ruff format operator tests bench demo && $(VENV)/bin/ruff check --fix operator tests bench demo
 typecheck:   ; $(VENV)/bin/mypy
 unit:        ; $(VENV)/bin/python -m pytest tests/unit -q
 bench:       ; $(VENV)/bin/python -m bench

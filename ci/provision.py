@@ -240,6 +240,22 @@ class Provisioner:
             "helm-docs": f"github.com/norwoodj/helm-docs/cmd/helm-docs@v{version}",
         }, ldflags=f"-s -w -X main.version={version}")
 
+    def healthtool(self) -> None:
+        """The tests' kstatus/gopher-lua judge (tests/e2e/healthtool), keyed by its sources."""
+        src = ROOT / "tests" / "e2e" / "healthtool"
+        digest = hashlib.sha256(
+            b"".join((src / n).read_bytes() for n in ("go.mod", "go.sum", "main.go"))
+        ).hexdigest()[:12]
+
+        def build(out: Path) -> None:
+            (out / "bin").mkdir()
+            self.run("healthtool", ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o",
+                                    str(out / "bin" / "healthtool"), "."], cwd=src,
+                     env={**self.go_env(), "GOFLAGS": "-mod=readonly -buildvcs=false"})
+
+        final = self.part("healthtool", f"healthtool-{digest}", build)
+        self.manifest["bin"]["healthtool"] = str(final / "bin" / "healthtool")
+
     # -- Python parts --------------------------------------------------------------------------
 
     def venv(self, step: str, out: Path) -> Path:
@@ -326,7 +342,7 @@ class Provisioner:
 LANES: dict[str, list[str]] = {
     # Go builds use both cores each: one after another. Python installs are mostly network
     # and unpacking, so they run beside the Go lane.
-    "go": ["kubernetes", "etcd", "kwok", "helm", "helm_docs"],
+    "go": ["kubernetes", "etcd", "kwok", "helm", "helm_docs", "healthtool"],
     "python": ["project", "pipelines", "open_webui"],
 }
 
