@@ -17,6 +17,7 @@ import pytest
 
 from tests.chart.helm import CRD_FILE, CRD_NAME, Helm
 from tests.world.manifest import World
+from tests.world.namespaces import create_namespace, delete_namespace, wait_ready_for_pods
 from tests.world.poll import wait_for
 
 if TYPE_CHECKING:
@@ -71,27 +72,15 @@ def crd(cluster: Cluster) -> Iterator[str]:
 @pytest.fixture
 def make_namespace(kube: ApiClient) -> Iterator[Callable[..., str]]:
     """Create extra namespaces (e.g. one the operator does not watch); deleted afterwards."""
-    from kubernetes.client import CoreV1Api, V1Namespace, V1ObjectMeta
-    from kubernetes.client.exceptions import ApiException
-
-    core = CoreV1Api(kube)
     made: list[str] = []
 
     def make(prefix: str = "extra", labels: dict[str, str] | None = None) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name, labels=labels)))
+        create_namespace(kube, name, labels)
         made.append(name)
-        wait_for(
-            lambda: core.read_namespaced_service_account("default", name),
-            30,
-            f"ServiceAccount default in namespace {name}",
-        )
+        wait_ready_for_pods(kube, name)
         return name
 
     yield make
     for name in made:
-        try:
-            core.delete_namespace(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        delete_namespace(kube, name)

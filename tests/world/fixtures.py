@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.world.manifest import World
+from tests.world.namespaces import create_namespace, delete_namespace, wait_ready_for_pods
 from tests.world.poll import wait_for
 from tests.world.proc import RUN_VAR, cmdline, descendants, tagged, terminate_pids
 
@@ -143,30 +144,13 @@ def namespace(
     kube: ApiClient, _namespace_deletions: list[str], request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """A fresh namespace named after the test; deleted afterwards (the session waits for it)."""
-    from kubernetes.client import CoreV1Api, V1Namespace, V1ObjectMeta
-    from kubernetes.client.exceptions import ApiException
-
-    core = CoreV1Api(kube)
     name = _namespace_name(request.node.name)
-    core.create_namespace(
-        V1Namespace(
-            metadata=V1ObjectMeta(name=name, labels={"owl.test/run": os.environ[RUN_VAR][:16]})
-        )
-    )
+    create_namespace(kube, name, labels={"owl.test/run": os.environ[RUN_VAR][:16]})
     try:
-        # Pods are refused until the controller manager made the default ServiceAccount.
-        wait_for(
-            lambda: core.read_namespaced_service_account("default", name),
-            30,
-            f"ServiceAccount default in namespace {name}",
-        )
+        wait_ready_for_pods(kube, name)
         yield name
     finally:
-        try:
-            core.delete_namespace(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        delete_namespace(kube, name)
         _namespace_deletions.append(name)
 
 
