@@ -9,19 +9,24 @@ expects (auth errors, response models, OTLP layout, v2 reads), these tests fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from tests.peers.langfuse_standin import LangfuseStandIn
 from tests.peers.langfuse_standin.sdk_probe import SECRET_ENV
+
+if TYPE_CHECKING:
+    from langfuse.api import AsyncLangfuseAPI
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ERRORS = "langfuse.api.commons.errors"
@@ -234,19 +239,25 @@ def test_sdk_reads_observations_back_through_v2(
 # --- the SDK's low-level async client (what the operator uses, no global state) --------
 
 
-async def test_low_level_async_client_reads_health_and_projects(
-    langfuse: LangfuseStandIn,
-) -> None:
+@contextlib.asynccontextmanager
+async def low_level_api(langfuse: LangfuseStandIn) -> AsyncIterator[AsyncLangfuseAPI]:
+    """The SDK's low-level async client for the stand-in's project, on a client of its own."""
     from langfuse.api import AsyncLangfuseAPI
 
-    langfuse.version = "4.61.0"
     async with httpx.AsyncClient(timeout=5) as http:
-        api = AsyncLangfuseAPI(
+        yield AsyncLangfuseAPI(
             base_url=langfuse.url,
             username=langfuse.public_key,
             password=langfuse.secret_key,
             httpx_client=http,
         )
+
+
+async def test_low_level_async_client_reads_health_and_projects(
+    langfuse: LangfuseStandIn,
+) -> None:
+    langfuse.version = "4.61.0"
+    async with low_level_api(langfuse) as api:
         health = await api.health.health()
         projects = await api.projects.get()
     assert health.version == "4.61.0"
@@ -263,16 +274,10 @@ async def test_low_level_async_client_reads_health_and_projects(
 async def test_low_level_async_client_raises_typed_errors(
     langfuse: LangfuseStandIn, mode: str, error_class: str
 ) -> None:
-    from langfuse.api import AsyncLangfuseAPI, core
+    from langfuse.api import core
 
     langfuse.set_failure(mode)
-    async with httpx.AsyncClient(timeout=5) as http:
-        api = AsyncLangfuseAPI(
-            base_url=langfuse.url,
-            username=langfuse.public_key,
-            password=langfuse.secret_key,
-            httpx_client=http,
-        )
+    async with low_level_api(langfuse) as api:
         with pytest.raises(core.ApiError) as raised:
             await api.projects.get(request_options={"max_retries": 0})
     assert type(raised.value).__name__ == error_class
