@@ -13,6 +13,7 @@ import pytest
 from tests.world.cluster import Cluster
 from tests.world.manifest import World, WorldError
 from tests.world.pipelines import PipelinesServer
+from tests.world.poll import wait_for
 from tests.world.proc import LOOPBACK, TAG_VAR, PortInUse, Process, StartupError, alive, tagged
 
 SLEEP_FOREVER = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -72,9 +73,9 @@ def test_a_missing_executable_is_named(tmp_path: Path) -> None:
 def test_stop_ends_a_detached_descendant(tmp_path: Path) -> None:
     proc = Process("detacher", SLEEP_AND_DETACH, log_path=tmp_path / "log").start()
     try:
-        deadline = time.monotonic() + 10
-        while len(tagged(TAG_VAR, proc.tag)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(
+            lambda: len(tagged(TAG_VAR, proc.tag)) >= 2, 10, "the child and its detached grandchild"
+        )
         assert len(tagged(TAG_VAR, proc.tag)) == 2
     finally:
         proc.stop()
