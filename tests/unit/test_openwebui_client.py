@@ -250,19 +250,19 @@ async def test_a_token_cache_spares_sign_ins_across_clients() -> None:
     server = SignInServer()
     cache = TokenCache()
     auth = CredentialsAuth("admin@example.com", PASSWORD)
-    for _ in range(3):
-        async with OpenWebUIClient(
-            BASE, auth, transport=httpx.MockTransport(server), token_cache=cache
-        ) as owui:
-            await owui.get_openai_config()
+
+    async def read_config_with_new_clients(count: int) -> None:
+        for _ in range(count):
+            async with OpenWebUIClient(
+                BASE, auth, transport=httpx.MockTransport(server), token_cache=cache
+            ) as owui:
+                await owui.get_openai_config()
+
+    await read_config_with_new_clients(3)
     assert server.signins == 1
 
     server.expire_all()  # revoked: the next client signs in again, once, and caches that
-    for _ in range(2):
-        async with OpenWebUIClient(
-            BASE, auth, transport=httpx.MockTransport(server), token_cache=cache
-        ) as owui:
-            await owui.get_openai_config()
+    await read_config_with_new_clients(2)
     assert server.signins == 2
 
 
