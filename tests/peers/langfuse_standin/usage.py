@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+Number = TypeVar("Number", int, float)
 
 # OpenAI's two complete usage shapes; only a complete trio is converted, a partial one
 # (e.g. {input_tokens, output_tokens}) is kept raw, as the server does.
@@ -81,38 +84,36 @@ def _from_openai_shape(raw: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def normalise_usage_details(raw: Any) -> dict[str, int] | None:
-    """Clean a usage map: convert complete OpenAI shapes, drop negative or non-integer
-    values, parse numeric strings, and add `total` (the sum) when it is missing."""
-    if not isinstance(raw, dict) or not raw:
-        return None
-    source = _from_openai_shape(raw) or raw
+def _cleaned_with_total(
+    source: dict[Any, Any], amount_of: Callable[[Any], Number | None]
+) -> dict[str, Number] | None:
+    """The entries ``amount_of`` accepts (keys as strings), None when none is; `total` is the
+    sum of the others when not given."""
     cleaned = {
         str(key): amount
         for key, value in source.items()
-        if (amount := _as_non_negative_int(value)) is not None
+        if (amount := amount_of(value)) is not None
     }
     if not cleaned:
         return None
     if "total" not in cleaned:
         cleaned["total"] = sum(cleaned.values())
     return cleaned
+
+
+def normalise_usage_details(raw: Any) -> dict[str, int] | None:
+    """Clean a usage map: convert complete OpenAI shapes, drop negative or non-integer
+    values, parse numeric strings, and add `total` (the sum) when it is missing."""
+    if not isinstance(raw, dict) or not raw:
+        return None
+    return _cleaned_with_total(_from_openai_shape(raw) or raw, _as_non_negative_int)
 
 
 def normalise_cost_details(raw: Any) -> dict[str, float] | None:
     """Clean a cost map (USD); `total` is the sum of the others when not given."""
     if not isinstance(raw, dict) or not raw:
         return None
-    cleaned = {
-        str(key): amount
-        for key, value in raw.items()
-        if (amount := _as_non_negative_float(value)) is not None
-    }
-    if not cleaned:
-        return None
-    if "total" not in cleaned:
-        cleaned["total"] = sum(cleaned.values())
-    return cleaned
+    return _cleaned_with_total(raw, _as_non_negative_float)
 
 
 def from_legacy_usage(usage: Any) -> tuple[dict[str, int] | None, dict[str, float] | None]:
