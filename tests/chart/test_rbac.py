@@ -74,6 +74,16 @@ def _allowed(call: Callable[[], Any]) -> bool:
     return True
 
 
+def _as_operator(kube: ApiClient, release_namespace: str) -> ApiClient:
+    """A client holding a token of the operator's ServiceAccount."""
+    return _client_as(kube, _token(kube, release_namespace, OPERATOR_SA))
+
+
+def _outcomes(calls: dict[str, Callable[[], Any]]) -> dict[str, bool]:
+    """Each call's name: whether the API server allowed it."""
+    return {name: _allowed(call) for name, call in calls.items()}
+
+
 def _tracing_body(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     body = valid_resource(name)
     body["metadata"]["labels"] = labels or {}
@@ -268,9 +278,9 @@ def test_operator_rbac_is_enough_and_no_more(
     other = make_namespace("unwatched")
     _seed(kube, namespace)
     _seed(kube, other)
-    as_operator = _client_as(kube, _token(kube, namespace, OPERATOR_SA))
+    as_operator = _as_operator(kube, namespace)
     calls = OperatorCalls(kube, as_operator, namespace).all()
-    results = {name: _allowed(call) for name, call in calls.items()}
+    results = _outcomes(calls)
     assert results == dict.fromkeys(calls, True)
     assert _denied_elsewhere(as_operator, other) == {
         "list secrets": False,
@@ -309,9 +319,9 @@ def test_watched_namespaces_get_the_rules(
     )
     for ns in (team, unwatched):
         _seed(kube, ns)
-    as_operator = _client_as(kube, _token(kube, namespace, OPERATOR_SA))
+    as_operator = _as_operator(kube, namespace)
     calls = OperatorCalls(kube, as_operator, team).all()
-    assert {name: _allowed(call) for name, call in calls.items()} == dict.fromkeys(calls, True)
+    assert _outcomes(calls) == dict.fromkeys(calls, True)
     assert set(_denied_elsewhere(as_operator, unwatched).values()) == {False}
 
 
@@ -331,9 +341,9 @@ def test_cluster_wide_reaches_every_namespace(
         "install", "owl", CHART, "-n", namespace, *BASE, "--set", "operator.clusterWide=true"
     )
     _seed(kube, anywhere)
-    as_operator = _client_as(kube, _token(kube, namespace, OPERATOR_SA))
+    as_operator = _as_operator(kube, namespace)
     calls = OperatorCalls(kube, as_operator, anywhere).all()
-    assert {name: _allowed(call) for name, call in calls.items()} == dict.fromkeys(calls, True)
+    assert _outcomes(calls) == dict.fromkeys(calls, True)
     assert _allowed(
         lambda: CustomObjectsApi(as_operator).list_cluster_custom_object(GROUP, VERSION, PLURAL)
     )
