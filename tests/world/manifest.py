@@ -60,14 +60,18 @@ class World:
             paths=dict(data.get("path", {})),
         )
 
-    def binary(self, name: str) -> Path:
-        """An executable of the world (kube-apiserver, etcd, kwokctl, helm, ...)."""
-        raw = self.bins.get(name)
+    def _listed(self, table: dict[str, str], kind: str, name: str) -> Path:
+        """The manifest's entry ``name`` of one table; a missing entry names the manifest."""
+        raw = table.get(name)
         if not raw:
             raise WorldError(
-                f"binary '{name}' is not in the world manifest {self.source}: {PROVISION_HINT}"
+                f"{kind} '{name}' is not in the world manifest {self.source}: {PROVISION_HINT}"
             )
-        path = Path(raw)
+        return Path(raw)
+
+    def binary(self, name: str) -> Path:
+        """An executable of the world (kube-apiserver, etcd, kwokctl, helm, ...)."""
+        path = self._listed(self.bins, "binary", name)
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise WorldError(
                 f"binary '{name}' is missing or not executable at {path}: {PROVISION_HINT}"
@@ -76,12 +80,7 @@ class World:
 
     def venv(self, name: str) -> Path:
         """The root of a provisioned virtualenv (project, pipelines, open_webui)."""
-        raw = self.venvs.get(name)
-        if not raw:
-            raise WorldError(
-                f"virtualenv '{name}' is not in the world manifest {self.source}: {PROVISION_HINT}"
-            )
-        root = Path(raw)
+        root = self._listed(self.venvs, "virtualenv", name)
         if not (root / "bin" / "python").exists():
             raise WorldError(f"virtualenv '{name}' has no bin/python at {root}: {PROVISION_HINT}")
         return root
@@ -91,12 +90,7 @@ class World:
         return self.venv(venv) / "bin" / "python"
 
     def path(self, name: str) -> Path:
-        raw = self.paths.get(name)
-        if not raw:
-            raise WorldError(
-                f"path '{name}' is not in the world manifest {self.source}: {PROVISION_HINT}"
-            )
-        path = Path(raw)
+        path = self._listed(self.paths, "path", name)
         if not path.exists():
             raise WorldError(f"path '{name}' does not exist: {path}: {PROVISION_HINT}")
         return path
