@@ -38,6 +38,10 @@ NO_CRD = ["--set", "crd.install=false"]  # the session's CRD is applied by the `
 TRACING = CHART / "ci" / "tracing-values.yaml"
 TRACING_OPEN_WEBUI = CHART / "ci" / "tracing-open-webui-values.yaml"
 WAIT = ["--wait", "--timeout", "90s"]
+# Where a LangfuseTracing is a release resource and no operator runs: Helm 4's kstatus watcher
+# rightly waits for the resource's first status (observedGeneration 0 reads as InProgress);
+# "legacy" still waits for every Deployment to be Available.
+WAIT_WITHOUT_OPERATOR = ["--wait=legacy", "--timeout", "90s"]
 
 
 def _deployments_available(kube: ApiClient, namespace: str) -> dict[str, bool]:
@@ -162,7 +166,9 @@ def test_crd_lifecycle_install_upgrade_uninstall(
         # 2. An upgrade to a chart with a changed schema updates the CRD, and adopts the
         #    resource as a normal release resource (same object).
         changed = _changed_chart(tmp_path)
-        helm_cluster.ok("upgrade", "owl", changed, "-n", namespace, "-f", TRACING, *WAIT)
+        # No --wait: no operator runs here, so the adopted resource rightly stays InProgress
+        # for kstatus (observedGeneration 0 by the CRD's default) and --wait would time out.
+        helm_cluster.ok("upgrade", "owl", changed, "-n", namespace, "-f", TRACING)
         crd = extensions.read_custom_resource_definition(CRD_NAME)
         properties = crd.spec.versions[0].schema.open_apiv3_schema.properties["spec"].properties
         assert "team" in properties
@@ -248,10 +254,10 @@ def test_rollback_to_the_first_revision_keeps_the_resource(
     helm_cluster: Helm, kube: ApiClient, crd: str, namespace: str
 ) -> None:
     # The first revision rendered the resource as a hook; its post-rollback event recreates it.
-    hooked = ["-f", TRACING, *NO_CRD, *WAIT]
+    hooked = ["-f", TRACING, *NO_CRD, *WAIT_WITHOUT_OPERATOR]
     helm_cluster.ok("install", "owl", CHART, "-n", namespace, *hooked)
     helm_cluster.ok("upgrade", "owl", CHART, "-n", namespace, *hooked)
-    helm_cluster.ok("rollback", "owl", "1", "-n", namespace, *WAIT)
+    helm_cluster.ok("rollback", "owl", "1", "-n", namespace, *WAIT_WITHOUT_OPERATOR)
     assert _tracing(kube, namespace, "owl-openwebui-langfuse") is not None
 
 
@@ -275,7 +281,7 @@ def test_every_pod_is_admitted_by_restricted_pod_security(
     _secret(kube, namespace, "pipelines-api-key", {"api-key": "a-random-test-key"})
     values = ["-f", TRACING_OPEN_WEBUI, *NO_CRD]
     # Deployments only become Available if the ReplicaSets' pods were admitted.
-    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *values, *WAIT)
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *values, *WAIT_WITHOUT_OPERATOR)
     assert all(_deployments_available(kube, namespace).values())
     # The hook Jobs' pods too: dry-run create each rendered pod template as a Pod.
     rendered = helm_cluster.ok("template", "owl", CHART, "-n", namespace, *values)
@@ -414,7 +420,15 @@ def test_helm_test_hook_is_wired(
 
     _secret(kube, namespace, "pipelines-api-key", {"api-key": "a-random-test-key"})
     helm_cluster.ok(
-        "install", "owl", CHART, "-n", namespace, "-f", TRACING_OPEN_WEBUI, *NO_CRD, *WAIT
+        "install",
+        "owl",
+        CHART,
+        "-n",
+        namespace,
+        "-f",
+        TRACING_OPEN_WEBUI,
+        *NO_CRD,
+        *WAIT_WITHOUT_OPERATOR,
     )
     out = helm_cluster.ok("test", "owl", "-n", namespace, "--timeout", "90s")
     assert "owl-openwebui-langfuse-smoke-test" in out
@@ -502,7 +516,7 @@ def test_upgrade_wait_reads_the_resources_status(
 
     objects = CustomObjectsApi(kube)
     values = ["-f", TRACING, *NO_CRD]
-    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *values, *WAIT)
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *values, *WAIT_WITHOUT_OPERATOR)
 
     def status(*conditions: dict[str, str]) -> None:
         objects.patch_namespaced_custom_object_status(
