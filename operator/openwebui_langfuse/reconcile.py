@@ -84,6 +84,7 @@ class ConnectionResult:
     connection_url: str
     wrote: bool
     temporary: bool
+    added: bool = False  # this call appended the connection (it was not there before)
 
 
 class ConnectionApi(Protocol):
@@ -273,6 +274,7 @@ class _Pass:
     writes: list[str] = field(default_factory=list)
     langfuse_status: dict[str, Any] | None = None
     openwebui_status: dict[str, Any] | None = None
+    previous_openwebui_status: Mapping[str, Any] = field(default_factory=dict)
 
     def set(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
         self.new[type_] = Condition(
@@ -324,7 +326,14 @@ async def reconcile(
             pipeline_id=None,
         )
 
-    p = _Pass(ref=ref, spec=spec, reader=reader, upstreams=upstreams, memory=memory)
+    p = _Pass(
+        ref=ref,
+        spec=spec,
+        reader=reader,
+        upstreams=upstreams,
+        memory=memory,
+        previous_openwebui_status=old_status.get("openWebUI") or {},
+    )
 
     # Step 1: references. Each missing one blocks only the stages that need it.
     pipelines_key: str | None = None
@@ -596,7 +605,18 @@ async def _sync_connection(p: _Pass, pipelines_key: str | None) -> None:
         p.writes.append("updated the Open WebUI connection")
     if outcome.registered:
         p.set(cond.CONNECTION_REGISTERED, "True", outcome.reason, outcome.message)
-        p.openwebui_status = {"connectionUrl": outcome.connection_url}
+        # Whether this resource added the connection or adopted one a person had made decides
+        # whether deleting the resource removes it (issue 7: only what this resource added).
+        # Ownership, once taken, is kept; re-adding a connection deleted by hand takes it.
+        previous = p.previous_openwebui_status
+        added_before = (
+            previous.get("connectionUrl") == outcome.connection_url
+            and previous.get("connectionAdded") is True
+        )
+        p.openwebui_status = {
+            "connectionUrl": outcome.connection_url,
+            "connectionAdded": added_before or outcome.added,
+        }
     else:
         p.fail(
             cond.CONNECTION_REGISTERED, outcome.reason, outcome.message, temporary=outcome.temporary
@@ -723,11 +743,14 @@ async def cleanup(
     memory: InstallMemory,
     pipeline_id_shared: bool,
     connection_shared: bool,
+    connection_added: bool = True,
 ) -> CleanupResult:
     """Remove what this resource added, per ``deletionPolicy``.
 
     ``*_shared`` say another LangfuseTracing still uses the same pipeline id on the same
     Pipelines server, or the same Open WebUI connection; those are left in place.
+    ``connection_added`` is False when the connection was there before this resource (a
+    person made it and the operator adopted it): it is left in place too.
     """
     try:
         spec = parse_spec(raw_spec, namespace=ref.namespace, name=ref.name)
@@ -752,6 +775,9 @@ async def cleanup(
             return CleanupResult(False, exc.temporary, exc.message, tuple(writes))
         memory.installed.pop((spec.pipelines.url, spec.pipeline_id), None)
         memory.failed.pop((spec.pipelines.url, spec.pipeline_id), None)
+    if spec.open_webui is not None and not connection_added:
+        kept = "removed the filter; the Open WebUI connection was there before: kept"
+        return CleanupResult(True, False, kept, tuple(writes))
     if spec.open_webui is not None and not connection_shared and upstreams.connection:
         p = _Pass(ref=ref, spec=spec, reader=reader, upstreams=upstreams, memory=memory)
         try:

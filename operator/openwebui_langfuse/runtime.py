@@ -141,6 +141,7 @@ class _ConnectionAdapter:
             connection_url=str(outcome.connection_url),
             wrote=bool(outcome.wrote),
             temporary=bool(outcome.temporary),
+            added=bool(getattr(outcome, "added", False)),
         )
 
     async def sync(self, **kwargs: Any) -> ConnectionResult:
@@ -503,10 +504,21 @@ class Runtime:
                 memory=self.memory,
                 pipeline_id_shared=pipeline_id_shared,
                 connection_shared=connection_shared,
+                connection_added=_connection_added(body),
             )
         for action in result.writes:
             logger.info("%s/%s: %s", key[0], key[1], action)
         return result
+
+
+def _connection_added(body: Mapping[str, Any]) -> bool:
+    """Whether this resource added its Open WebUI connection (recorded in its status).
+
+    A resource whose status has no record (it never registered, or an older operator wrote
+    it) is treated as the adder, as before this record existed.
+    """
+    record = (body.get("status") or {}).get("openWebUI") or {}
+    return record.get("connectionAdded") is not False
 
 
 def _resync_seconds(raw_spec: Mapping[str, Any]) -> float:

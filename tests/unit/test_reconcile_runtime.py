@@ -171,7 +171,11 @@ async def test_open_webui_step_and_its_cleanup() -> None:
     conds = {c["type"]: c for c in worker.status["conditions"]}
     assert conds["ConnectionRegistered"]["status"] == "True"
     assert conds["Ready"]["status"] == "True"
-    assert worker.status["openWebUI"] == {"connectionUrl": "http://p:9099"}
+    # The fake found the connection already there: adopted, not added.
+    assert worker.status["openWebUI"] == {
+        "connectionUrl": "http://p:9099",
+        "connectionAdded": False,
+    }
     call = h.connection.synced[0]
     assert call["auth"] == ("creds", "admin@example.com", "pw-123456")
     assert call["pipelines_key"] == PIPELINES_KEY and call["pipeline_id"] == "lft_ns_tracing"
@@ -190,6 +194,45 @@ async def test_open_webui_step_and_its_cleanup() -> None:
     assert result.done and h.connection.removed == []
     result = await h.runtime.cleanup(
         body(raw), h.reader, pipeline_id_shared=True, connection_shared=False
+    )
+    assert result.done and len(h.connection.removed) == 1
+
+
+async def test_only_a_connection_this_resource_added_is_removed_on_deletion() -> None:
+    h = Harness()
+    raw = spec()
+    raw["openWebUI"] = {
+        "url": "http://owui:8080",
+        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
+    }
+
+    def outcome(added: bool) -> ConnectionResult:
+        return ConnectionResult(True, "Registered", "", "http://p:9099", added, False, added)
+
+    # Adopted: a person's connection was there; deleting the resource leaves it.
+    adopted = Worker(key=("ns", "tracing"), status={})
+    h.connection.outcome = outcome(added=False)
+    await h.runtime.pass_once(adopted, body(raw), h.reader)
+    assert adopted.status is not None
+    assert adopted.status["openWebUI"]["connectionAdded"] is False
+    gone = {**body(raw), "status": adopted.status}
+    result = await h.runtime.cleanup(
+        gone, h.reader, pipeline_id_shared=False, connection_shared=False
+    )
+    assert result.done and h.connection.removed == []
+    assert "lft_ns_tracing" not in h.pipelines.loaded  # the filter it installed is removed
+
+    # Added by this resource: ownership sticks on later passes that find it present.
+    added = Worker(key=("ns", "tracing"), status={})
+    h.connection.outcome = outcome(added=True)
+    await h.runtime.pass_once(added, body(raw), h.reader)
+    h.connection.outcome = outcome(added=False)
+    await h.runtime.pass_once(added, {**body(raw, 2), "status": added.status}, h.reader)
+    assert added.status is not None
+    assert added.status["openWebUI"]["connectionAdded"] is True
+    gone = {**body(raw, 2), "status": added.status}
+    result = await h.runtime.cleanup(
+        gone, h.reader, pipeline_id_shared=False, connection_shared=False
     )
     assert result.done and len(h.connection.removed) == 1
 
