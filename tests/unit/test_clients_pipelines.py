@@ -9,6 +9,7 @@ import pytest
 from openwebui_langfuse.clients.pipelines import (
     PipelineNotFound,
     PipelinesClient,
+    PipelinesError,
     PipelinesRejected,
     PipelinesUnauthorized,
     PipelinesUnreachable,
@@ -65,6 +66,20 @@ async def test_rejected_valves_do_not_echo_them(client: PipelinesClient) -> None
     with pytest.raises(PipelinesRejected) as info:
         await client.update_valves(RECORDING_FILTER_ID, {"pipelines": "not-a-list-sk-secret"})
     assert "sk-secret" not in str(info.value)
+
+
+async def test_a_reload_error_quoting_a_stored_valve_is_not_echoed(
+    client: PipelinesClient, pipelines: PipelinesServer
+) -> None:
+    # Another filter's stored valves no longer validate (a field changed type): every upload
+    # reloads every module and answers 500 with pydantic's text, which quotes the value.
+    await client.upload("other_filter.py", RECORDING_FILTER.encode())
+    stored = pipelines.pipelines_dir / "other_filter" / "valves.json"
+    stored.write_text('{"secret_key": ["sk-lf-stored-secret-value"]}')
+    with pytest.raises(PipelinesError) as failed:
+        await client.upload("my_filter.py", RECORDING_FILTER.encode())
+    assert "sk-lf-stored-secret-value" not in str(failed.value)
+    assert "500" in str(failed.value)
 
 
 async def test_wrong_key(pipelines: PipelinesServer, http: httpx.AsyncClient) -> None:

@@ -72,13 +72,20 @@ class PipelineInfo:
 
 
 def _safe_detail(response: httpx.Response) -> str:
-    """The ``detail`` of a management-route error, which holds no secret (never used on valves)."""
+    """The ``detail`` of a management-route error (never used on valves routes).
+
+    Add and upload reload every module, and a stored ``valves.json`` that no longer validates
+    makes that reload fail with pydantic's text, which quotes the offending value
+    (``input_value=...``): possibly another filter's secret key. Such a detail is dropped.
+    """
     try:
         body = response.json()
     except ValueError:
         return ""
     detail = body.get("detail") if isinstance(body, dict) else None
-    return detail[:200] if isinstance(detail, str) else ""
+    if not isinstance(detail, str) or "input_value" in detail or "validation error" in detail:
+        return ""
+    return detail[:200]
 
 
 class PipelinesClient:
