@@ -278,7 +278,7 @@ async def cleanup(
         raise kopf.TemporaryError(f"cleanup waits: {result.message}", delay=min(2.0, remaining))
     message = (
         f"released the finalizer without cleaning up after {elapsed:.0f}s: {result.message}; "
-        "remove the filter from Pipelines by hand if it is still there"
+        "remove what is left (the filter in Pipelines, the connection in Open WebUI) by hand"
     )
     logger.warning("%s/%s: %s", namespace, name, message)
     runtime.emit(body, "Warning", "CleanupAbandoned", message)

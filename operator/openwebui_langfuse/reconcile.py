@@ -31,6 +31,7 @@ from openwebui_langfuse.models import (
     SecretKeyRef,
     SpecError,
     parse_spec,
+    url_file_stem,
 )
 
 Outcome = Literal["ok", "temporary", "permanent"]
@@ -443,7 +444,9 @@ async def _filter_content(p: _Pass) -> tuple[bytes | None, str]:
         ).encode()
     else:
         assert f.url is not None
-        if f.sha256 is None:
+        # Pipelines saves a file added by URL under the URL's file name; under any other id
+        # (or with a digest to check) the operator fetches the file and uploads it itself.
+        if f.sha256 is None and p.spec.pipeline_id == url_file_stem(f.url):
             return None, f"url:{f.url}"
         content = await p.upstreams.download(f.url)
     digest = _digest(content)
@@ -603,20 +606,23 @@ async def _sync_connection(p: _Pass, pipelines_key: str | None) -> None:
     )
     if outcome.wrote:
         p.writes.append("updated the Open WebUI connection")
-    if outcome.registered:
-        p.set(cond.CONNECTION_REGISTERED, "True", outcome.reason, outcome.message)
-        # Whether this resource added the connection or adopted one a person had made decides
-        # whether deleting the resource removes it (issue 7: only what this resource added).
-        # Ownership, once taken, is kept; re-adding a connection deleted by hand takes it.
-        previous = p.previous_openwebui_status
-        added_before = (
-            previous.get("connectionUrl") == outcome.connection_url
-            and previous.get("connectionAdded") is True
-        )
+    # Whether this resource added the connection or adopted one a person had made decides
+    # whether deleting the resource removes it (issue 7: only what this resource added).
+    # Ownership, once taken, is kept; re-adding a connection deleted by hand takes it. A pass
+    # that appended the connection records that even when the registration is not confirmed
+    # yet (Pipelines not ready), or the next pass would find it present and call it adopted.
+    previous = p.previous_openwebui_status
+    added_before = (
+        previous.get("connectionUrl") == outcome.connection_url
+        and previous.get("connectionAdded") is True
+    )
+    if outcome.registered or outcome.added:
         p.openwebui_status = {
             "connectionUrl": outcome.connection_url,
             "connectionAdded": added_before or outcome.added,
         }
+    if outcome.registered:
+        p.set(cond.CONNECTION_REGISTERED, "True", outcome.reason, outcome.message)
     else:
         p.fail(
             cond.CONNECTION_REGISTERED, outcome.reason, outcome.message, temporary=outcome.temporary
@@ -793,4 +799,8 @@ async def cleanup(
             writes.append("removed the Open WebUI connection")
         if outcome.temporary:
             return CleanupResult(False, True, outcome.message, tuple(writes))
+        if outcome.reason not in ("Removed", "NotRegistered"):
+            # e.g. the admin credentials stopped working: nothing to wait for, but say that the
+            # connection stays (the finalizer is released with a Warning, not as a success).
+            return CleanupResult(False, False, outcome.message, tuple(writes))
     return CleanupResult(True, False, "removed what this resource added", tuple(writes))

@@ -33,6 +33,7 @@ from openwebui_langfuse import conditions as cond
 from openwebui_langfuse.clients.langfuse import LangfuseClient
 from openwebui_langfuse.clients.pipelines import PipelinesClient, PipelinesError
 from openwebui_langfuse.config import Settings
+from openwebui_langfuse.connection import normalise_connection_url
 from openwebui_langfuse.kube import KubeApi, KubeError
 from openwebui_langfuse.models import parse_spec
 from openwebui_langfuse.reconcile import (
@@ -538,5 +539,13 @@ def sharing_keys(namespace: str, name: str, raw_spec: Mapping[str, Any]) -> list
         return []
     keys: list[tuple[str, ...]] = [("pipeline", spec.pipelines.url, spec.pipeline_id)]
     if spec.open_webui is not None:
-        keys.append(("connection", spec.open_webui.url, spec.open_webui.connection_url))
+        # Open WebUI matches connections by their normalised URL (with or without /v1, any
+        # letter case), so two resources naming one connection differently still share it.
+        keys.append(
+            (
+                "connection",
+                normalise_connection_url(spec.open_webui.url),
+                normalise_connection_url(spec.open_webui.connection_url),
+            )
+        )
     return keys

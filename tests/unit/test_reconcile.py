@@ -382,6 +382,20 @@ async def test_url_source_adds_by_url(world: World) -> None:
     assert [w[0] for w in world.pipelines.writes] == ["add", "valves"]
 
 
+async def test_url_under_another_pipeline_id_is_fetched_and_uploaded_under_it(
+    world: World,
+) -> None:
+    # Added by URL, Pipelines would save it as langfuse_filter_pipeline.py: not the id asked for.
+    url = "http://files.test/langfuse_filter_pipeline.py"
+    world.downloads[url] = FILTER
+    raw = spec()
+    raw["filter"] = {"source": "url", "url": url, "pipelineId": "team_a_langfuse"}
+    await world.run(raw)
+    assert world.pipelines.writes[0] == ("upload", "team_a_langfuse")
+    assert "langfuse_filter_pipeline" not in world.pipelines.loaded
+    assert world.condition("FilterInstalled")["status"] == "True"
+
+
 async def test_pinned_url_is_fetched_checked_and_uploaded(world: World) -> None:
     url = "http://files.test/my_filter.py"
     world.downloads[url] = FILTER

@@ -51,6 +51,7 @@ class FakeConnection:
         )
         self.synced: list[dict[str, Any]] = []
         self.removed: list[dict[str, Any]] = []
+        self.remove_outcome: ConnectionResult | None = None
 
     def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any:
         return ("key", api_key) if api_key else ("creds", email, password)
@@ -61,6 +62,8 @@ class FakeConnection:
 
     async def remove(self, **kwargs: Any) -> ConnectionResult:
         self.removed.append(kwargs)
+        if self.remove_outcome is not None:
+            return self.remove_outcome
         return ConnectionResult(False, "Removed", "", kwargs["connection_url"], True, False)
 
 
@@ -235,6 +238,45 @@ async def test_only_a_connection_this_resource_added_is_removed_on_deletion() ->
         gone, h.reader, pipeline_id_shared=False, connection_shared=False
     )
     assert result.done and len(h.connection.removed) == 1
+
+
+async def test_appending_the_connection_is_remembered_before_it_is_confirmed() -> None:
+    # The first pass appends the connection but Open WebUI does not see Pipelines yet; the
+    # next pass finds it present. It is still this resource's to remove.
+    h = Harness()
+    raw = spec()
+    raw["openWebUI"] = {
+        "url": "http://owui:8080",
+        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
+    }
+    worker = Worker(key=("ns", "tracing"), status={})
+    h.connection.outcome = ConnectionResult(
+        False, "PipelinesNotDetected", "", "http://p:9099", True, True, True
+    )
+    await h.runtime.pass_once(worker, body(raw), h.reader)
+    h.connection.outcome = ConnectionResult(
+        True, "Registered", "", "http://p:9099", False, False, False
+    )
+    await h.runtime.pass_once(worker, {**body(raw), "status": worker.status}, h.reader)
+    assert worker.status is not None
+    assert worker.status["openWebUI"]["connectionAdded"] is True
+
+
+async def test_a_connection_that_cannot_be_removed_is_not_reported_as_removed() -> None:
+    h = Harness()
+    raw = spec()
+    raw["openWebUI"] = {
+        "url": "http://owui:8080",
+        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
+    }
+    h.connection.remove_outcome = ConnectionResult(
+        False, "OpenWebUIUnauthorized", "Open WebUI refused the admin credentials", "", False, False
+    )
+    result = await h.runtime.cleanup(
+        body(raw), h.reader, pipeline_id_shared=False, connection_shared=False
+    )
+    assert not result.done and not result.temporary
+    assert "refused the admin credentials" in result.message
 
 
 class FailingKube:
