@@ -199,10 +199,25 @@ async def reconcile_worker(
 
 @kopf.on.event(*LFT, id=HANDLER_SPEC_WATCH)
 def spec_watch(
-    namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any
+    type: str,
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    memo: kopf.Memo,
+    **indices: Any,
 ) -> None:
     runtime: Runtime = memo["runtime"]
-    runtime.spec_changed(namespace or "", name, meta.get("generation"))
+    ns = namespace or ""
+    if type == "DELETED":
+        # kopf has already dropped the resource from its indices: a resource kept off a
+        # pipeline id this one held (PipelineIdConflict) may take it now.
+        owned: kopf.Index[tuple[str, ...], tuple[str, str]] = indices["lft_owned"]
+        for key in sharing_keys(ns, name, dict(spec)):
+            for owner in owned.get(key, []):
+                runtime.wake(*owner)
+        return
+    runtime.spec_changed(ns, name, meta.get("generation"))
 
 
 def _wake_referencing(

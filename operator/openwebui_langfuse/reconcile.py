@@ -302,8 +302,14 @@ async def reconcile(
     upstreams: Upstreams,
     memory: InstallMemory,
     now: str,
+    pipeline_id_holder: tuple[str, str] | None = None,
 ) -> ReconcileResult:
-    """Bring upstream state in line with the resource and compute its new status."""
+    """Bring upstream state in line with the resource and compute its new status.
+
+    ``pipeline_id_holder`` names another resource that uses the same pipeline id on the same
+    Pipelines server: two resources pushing their valves into one filter would send each
+    other's chats to the other's Langfuse project, so this one installs nothing.
+    """
     old_status = dict(old_status or {})
     old_conditions = [Condition.from_wire(c) for c in old_status.get("conditions") or []]
     try:
@@ -360,7 +366,16 @@ async def reconcile(
     # read-only, so a slow Langfuse does not delay the filter.
     verify_task = asyncio.ensure_future(_verify(p, keys))
     installed = False
-    if pipelines_key is not None:
+    if pipeline_id_holder is not None:
+        holder = "/".join(pipeline_id_holder)
+        p.fail(
+            cond.FILTER_INSTALLED,
+            "PipelineIdConflict",
+            f"LangfuseTracing {holder} already uses pipeline id {spec.pipeline_id} on "
+            f"{spec.pipelines.url}: set spec.filter.pipelineId to another id",
+            temporary=False,
+        )
+    elif pipelines_key is not None:
         installed = await _install_filter(p, pipelines_key)
     verified = await verify_task
 

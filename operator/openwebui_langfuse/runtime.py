@@ -337,6 +337,7 @@ class Runtime:
                 upstreams=self.upstreams,
                 memory=self.memory,
                 now=utc_now(),
+                pipeline_id_holder=_pipeline_id_holder(worker, namespace, name, raw_spec),
             )
             status_written = await self._publish(worker, body, result, reader)
         if not status_written:
@@ -510,6 +511,24 @@ class Runtime:
         for action in result.writes:
             logger.info("%s/%s: %s", key[0], key[1], action)
         return result
+
+
+def _pipeline_id_holder(
+    worker: Worker, namespace: str, name: str, raw_spec: Mapping[str, Any]
+) -> Key | None:
+    """Another resource with the same pipeline id on the same server that keeps it.
+
+    Of two such resources the one first in (namespace, name) order keeps the id, so both
+    operators' views agree without any extra state; the other waits for its spec to change
+    or for the holder to go (its deletion wakes the other).
+    """
+    for key in sharing_keys(namespace, name, raw_spec):
+        if key[0] != "pipeline":
+            continue
+        others = sorted(owner for owner in worker.owners(key) if owner != worker.key)
+        if others and others[0] < worker.key:
+            return others[0]
+    return None
 
 
 def _connection_added(body: Mapping[str, Any]) -> bool:

@@ -126,3 +126,42 @@ def test_two_teams_share_one_pipelines(
     )
     for value in (langfuse.secret_key, team_b.secret_key, pipelines.api_key):
         assert value not in text
+
+
+def test_a_pipeline_id_in_use_is_refused_until_its_holder_goes(
+    two_namespace_operator: OperatorProcess,
+    harness: Harness,
+    namespace: str,
+    second_namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+) -> None:
+    # Two teams name the same pipeline id on one Pipelines server: pushing both teams' keys
+    # into one filter would send each team's chats to the other's project. The resource first
+    # in (namespace, name) order keeps it; the other installs nothing and says why.
+    team_b = langfuse.add_project(name="team-b")
+    keys = {
+        namespace: (langfuse.public_key, langfuse.secret_key),
+        second_namespace: (team_b.public_key, team_b.secret_key),
+    }
+    holder, refused = sorted(keys)
+    for ns, (public, secret) in keys.items():
+        harness.put_secret(ns, "langfuse", {"public-key": public, "secret-key": secret})
+        harness.put_secret(ns, "pipelines", {"api-key": pipelines.api_key})
+    shared = {"pipelineId": "shared_langfuse"}
+    # A long resync: only the holder's deletion can wake the refused resource in time.
+    harness.apply(holder, "tracing", spec(pipelines, langfuse, filter=shared, resyncInterval="1h"))
+    harness.wait_condition(holder, "tracing", "Ready", "True")
+    harness.apply(refused, "tracing", spec(pipelines, langfuse, filter=shared, resyncInterval="1h"))
+    conflict = harness.wait_condition(
+        refused, "tracing", "FilterInstalled", "False", reason="PipelineIdConflict"
+    )
+    assert f"{holder}/tracing" in conflict["message"]
+    harness.wait_condition(refused, "tracing", "Stalled", "True")
+    assert valves(pipelines, "shared_langfuse")["secret_key"] == keys[holder][1]
+
+    harness.delete(holder, "tracing")
+    wait_for(lambda: harness.get(holder, "tracing") is None, 15, "the holder gone")
+    harness.wait_condition(refused, "tracing", "Ready", "True", timeout=30)
+    assert pipeline_ids(pipelines) == ["shared_langfuse"]
+    assert valves(pipelines, "shared_langfuse")["secret_key"] == keys[refused][1]
