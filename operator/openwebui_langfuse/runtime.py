@@ -60,7 +60,7 @@ INSTALL_ANNOTATION = "openwebui-langfuse.io/installed-filter"
 EmitFn = Callable[[Mapping[str, Any], str, str, str], None]
 _FIRST_BACKOFF = 1.0
 _CONSEQUENTIAL_REASONS = frozenset({"CredentialsNotVerified", "FilterNotInstalled"})
-# After a failed status write: try again soon instead of at the next resync.
+# After a failed status write: try again soon (then backing off), not at the next resync.
 _STATUS_RETRY_SECONDS = 2.0
 
 
@@ -341,7 +341,11 @@ class Runtime:
             )
             status_written = await self._publish(worker, body, result, reader)
         if not status_written:
-            return _STATUS_RETRY_SECONDS
+            # Backs off like any temporary error: a status write that keeps failing (RBAC,
+            # a webhook) must not re-run every upstream call every 2 s.
+            delay = max(_STATUS_RETRY_SECONDS, worker.backoff)
+            worker.backoff = min(delay * 2, self.settings.max_backoff)
+            return delay
         if result.outcome == "temporary":
             delay = worker.backoff
             worker.backoff = min(worker.backoff * 2, self.settings.max_backoff)

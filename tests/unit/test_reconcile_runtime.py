@@ -293,13 +293,16 @@ class FailingKube:
         return None
 
 
-async def test_a_failed_status_write_is_retried_soon() -> None:
+async def test_a_failed_status_write_is_retried_soon_then_backs_off() -> None:
     h = Harness()
     kube = FailingKube()
     h.runtime.kube = kube  # type: ignore[assignment]
     worker = Worker(key=("ns", "tracing"), status={})
     assert await h.runtime.pass_once(worker, body(spec()), h.reader) == 2.0
     assert kube.calls == 1 and worker.status == {}
+    # Still failing: the retries back off instead of re-running every pass every 2 s.
+    assert await h.runtime.pass_once(worker, body(spec()), h.reader) == 4.0
+    assert await h.runtime.pass_once(worker, body(spec()), h.reader) == 8.0
 
 
 async def test_events_name_the_source_not_its_consequences() -> None:
