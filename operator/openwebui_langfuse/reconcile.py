@@ -393,7 +393,7 @@ async def reconcile(
 
     # Step 5: the Open WebUI connection.
     if spec.open_webui is not None:
-        await _sync_connection(p, pipelines_key)
+        await _sync_connection(p, pipelines_key, filter_installed=installed)
 
     return _finish(
         ref,
@@ -585,7 +585,15 @@ async def _sync_valves(p: _Pass, pipelines_key: str, keys: tuple[str, str]) -> N
     p.set(cond.VALVES_SYNCED, "True", "Synced", f"valves of {pid} match the resource")
 
 
-async def _sync_connection(p: _Pass, pipelines_key: str | None) -> None:
+# Connection reasons that only echo a failed filter step (Open WebUI cannot see a filter that
+# is not loaded, nor a Pipelines server that refuses the key): not outcomes of their own, so a
+# permanent filter failure still stalls instead of being retried as a temporary one forever.
+_FILTER_CONSEQUENCES = frozenset({"FilterNotVisible", "PipelinesNotDetected"})
+
+
+async def _sync_connection(
+    p: _Pass, pipelines_key: str | None, *, filter_installed: bool = True
+) -> None:
     """Step 5 through ``openwebui_langfuse.connection`` (when present)."""
     spec = p.spec
     assert spec.open_webui is not None
@@ -638,6 +646,8 @@ async def _sync_connection(p: _Pass, pipelines_key: str | None) -> None:
         }
     if outcome.registered:
         p.set(cond.CONNECTION_REGISTERED, "True", outcome.reason, outcome.message)
+    elif not filter_installed and outcome.reason in _FILTER_CONSEQUENCES:
+        p.set(cond.CONNECTION_REGISTERED, "False", outcome.reason, outcome.message)
     else:
         p.fail(
             cond.CONNECTION_REGISTERED, outcome.reason, outcome.message, temporary=outcome.temporary

@@ -312,3 +312,30 @@ async def test_events_name_the_source_not_its_consequences() -> None:
     await h.runtime.pass_once(worker, body(spec()), h.reader)
     warnings = sorted(reason for kind, reason, _ in h.events if kind == "Warning")
     assert warnings == ["InvalidCredentials", "InvalidCredentials"]  # Ready + its source
+
+
+async def test_a_filter_that_fails_to_load_stalls_even_with_open_webui() -> None:
+    # Open WebUI cannot see a filter that is not loaded; that echo is not a temporary problem
+    # of its own, or the resource would retry forever instead of reporting Stalled.
+    h = Harness()
+    h.config_maps[("ns", "cm")] = [{"filter.py": "BROKEN"}]
+    raw = spec()
+    raw["openWebUI"] = {
+        "url": "http://owui:8080",
+        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
+    }
+    h.connection.outcome = ConnectionResult(
+        False,
+        "FilterNotVisible",
+        "Open WebUI does not see the filter",
+        "http://p:9099",
+        False,
+        True,
+    )
+    worker = Worker(key=("ns", "tracing"), status={})
+    delay = await h.runtime.pass_once(worker, body(raw), h.reader)
+    assert worker.status is not None
+    conds = {c["type"]: c for c in worker.status["conditions"]}
+    assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "FilterLoadFailed")
+    assert conds["ConnectionRegistered"]["reason"] == "FilterNotVisible"
+    assert delay == 300  # the resync, not a backoff retry
