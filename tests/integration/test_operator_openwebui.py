@@ -23,21 +23,14 @@ from tests.world.poll import wait_for
 pytestmark = [pytest.mark.world, pytest.mark.usefixtures("secret_guard", "secrets_in")]
 
 
-def openai_config(open_webui: OpenWebUI) -> dict[str, Any]:
-    with open_webui.client() as http:
-        response = http.get("/openai/config")
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
-
-
-def test_connection_is_registered_and_removed_with_the_resource(
+def apply_with_open_webui(
     harness: Harness,
     namespace: str,
     pipelines: PipelinesServer,
     langfuse: LangfuseStandIn,
     open_webui: OpenWebUI,
 ) -> None:
+    """A LangfuseTracing that registers Pipelines in Open WebUI with the admin's credentials."""
     harness.put_secret(
         namespace,
         "open-webui-admin",
@@ -55,6 +48,24 @@ def test_connection_is_registered_and_removed_with_the_resource(
             },
         ),
     )
+
+
+def openai_config(open_webui: OpenWebUI) -> dict[str, Any]:
+    with open_webui.client() as http:
+        response = http.get("/openai/config")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def test_connection_is_registered_and_removed_with_the_resource(
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    open_webui: OpenWebUI,
+) -> None:
+    apply_with_open_webui(harness, namespace, pipelines, langfuse, open_webui)
     cond = harness.wait_condition(namespace, "tracing", "ConnectionRegistered", "True", timeout=60)
     assert open_webui.admin_password not in cond["message"]
     harness.wait_condition(namespace, "tracing", "Ready", "True")
@@ -82,23 +93,7 @@ def test_a_connection_a_person_made_is_adopted_and_kept_on_deletion(
     saved = openai_config(open_webui)
     open_webui.set_connections([pipelines.url], ["a-stale-key"], {"0": {"enable": False}})
     try:
-        harness.put_secret(
-            namespace,
-            "open-webui-admin",
-            {"email": open_webui.admin_email, "password": open_webui.admin_password},
-        )
-        harness.apply(
-            namespace,
-            "tracing",
-            spec(
-                pipelines,
-                langfuse,
-                openWebUI={
-                    "url": open_webui.url,
-                    "auth": {"credentials": {"secretRef": {"name": "open-webui-admin"}}},
-                },
-            ),
-        )
+        apply_with_open_webui(harness, namespace, pipelines, langfuse, open_webui)
         harness.wait_condition(namespace, "tracing", "Ready", "True", timeout=60)
         status = (harness.get(namespace, "tracing") or {})["status"]
         assert status["openWebUI"] == {"connectionUrl": pipelines.url, "connectionAdded": False}

@@ -89,6 +89,15 @@ class Harness:
         self.events.append((type_, reason, message))
 
 
+def spec_with_open_webui() -> dict[str, Any]:
+    raw = spec()
+    raw["openWebUI"] = {
+        "url": "http://owui:8080",
+        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
+    }
+    return raw
+
+
 def body(raw_spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
     return {
         "metadata": {"namespace": "ns", "name": "tracing", "generation": generation},
@@ -163,11 +172,7 @@ async def test_wake_interrupts_the_sleep() -> None:
 
 async def test_open_webui_step_and_its_cleanup() -> None:
     h = Harness()
-    raw = spec()
-    raw["openWebUI"] = {
-        "url": "http://owui:8080",
-        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
-    }
+    raw = spec_with_open_webui()
     worker = Worker(key=("ns", "tracing"), status={})
     await h.runtime.pass_once(worker, body(raw), h.reader)
     assert worker.status is not None
@@ -203,11 +208,7 @@ async def test_open_webui_step_and_its_cleanup() -> None:
 
 async def test_only_a_connection_this_resource_added_is_removed_on_deletion() -> None:
     h = Harness()
-    raw = spec()
-    raw["openWebUI"] = {
-        "url": "http://owui:8080",
-        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
-    }
+    raw = spec_with_open_webui()
 
     def outcome(added: bool) -> ConnectionResult:
         return ConnectionResult(True, "Registered", "", "http://p:9099", added, False, added)
@@ -244,11 +245,7 @@ async def test_appending_the_connection_is_remembered_before_it_is_confirmed() -
     # The first pass appends the connection but Open WebUI does not see Pipelines yet; the
     # next pass finds it present. It is still this resource's to remove.
     h = Harness()
-    raw = spec()
-    raw["openWebUI"] = {
-        "url": "http://owui:8080",
-        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
-    }
+    raw = spec_with_open_webui()
     worker = Worker(key=("ns", "tracing"), status={})
     h.connection.outcome = ConnectionResult(
         False, "PipelinesNotDetected", "", "http://p:9099", True, True, True
@@ -264,11 +261,7 @@ async def test_appending_the_connection_is_remembered_before_it_is_confirmed() -
 
 async def test_a_connection_that_cannot_be_removed_is_not_reported_as_removed() -> None:
     h = Harness()
-    raw = spec()
-    raw["openWebUI"] = {
-        "url": "http://owui:8080",
-        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
-    }
+    raw = spec_with_open_webui()
     h.connection.remove_outcome = ConnectionResult(
         False, "OpenWebUIUnauthorized", "Open WebUI refused the admin credentials", "", False, False
     )
@@ -319,11 +312,7 @@ async def test_a_filter_that_fails_to_load_stalls_even_with_open_webui() -> None
     # of its own, or the resource would retry forever instead of reporting Stalled.
     h = Harness()
     h.config_maps[("ns", "cm")] = [{"filter.py": "BROKEN"}]
-    raw = spec()
-    raw["openWebUI"] = {
-        "url": "http://owui:8080",
-        "auth": {"credentials": {"secretRef": {"name": "owui"}}},
-    }
+    raw = spec_with_open_webui()
     h.connection.outcome = ConnectionResult(
         False,
         "FilterNotVisible",
