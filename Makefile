@@ -10,4 +10,4 @@ lint:        ; $(VENV)/bin/ruff check operator tests bench demo && $(VENV)/bin/r
 format:      ; $(VENV)/bin/ruff format operator tests bench demo && $(VENV)/bin/ruff check --fix operator tests bench demo
 typecheck:   ; $(VENV)/bin/mypy
 unit:        ; $(VENV)/bin/python -m pytest tests/unit -q
-bench:       ; $(VENV)/bin/python -m bench
+bench:       ; $(VENV)/bin/python -m bench.operator_latency --count 20 --idle-periods 10 && $(VENV)/bin/python bench/filter_overhead.py --write
