@@ -72,6 +72,41 @@ def release_all(harness: Harness, namespace: str, op: OperatorProcess | None) ->
         )
 
 
+@contextlib.contextmanager
+def running_operator(
+    cluster: Cluster,
+    world: World,
+    harness: Harness,
+    namespace: str,
+    account: str,
+    tmp_path: Path,
+    *,
+    watched: list[str],
+    env: dict[str, str] | None = None,
+) -> Iterator[OperatorProcess]:
+    """The operator as a process with a token of ``account`` (the chart's RBAC, applied by
+    the caller into ``namespace``); afterwards its resources are released in every watched
+    namespace (all of ``namespace`` in cluster-wide mode), it stops and the RBAC goes."""
+    kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
+    op = OperatorProcess(
+        world,
+        kubeconfig,
+        watched,
+        env={**OPERATOR_ENV, **(env or {})},
+        log_dir=tmp_path / "operator",
+    )
+    op.start()
+    try:
+        yield op
+    finally:
+        for ns in watched or [namespace]:
+            release_all(harness, ns, op)
+        op.stop()
+        delete_cluster_rbac(cluster, world, namespace)
+        # Shown by pytest only when the test failed.
+        print("---- operator log (tail) ----\n" + op.log_text()[-6000:])
+
+
 @pytest.fixture(name="operator")
 def operator_fixture(
     cluster: Cluster,
@@ -86,19 +121,10 @@ def operator_fixture(
     # Depends on Pipelines and Langfuse so that they outlive it: the resources are deleted
     # (and cleaned up) while both still answer.
     account = chart_rbac(cluster, world, namespace)
-    kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
-    op = OperatorProcess(
-        world, kubeconfig, [namespace], env=OPERATOR_ENV, log_dir=tmp_path / "operator"
-    )
-    op.start()
-    try:
+    with running_operator(
+        cluster, world, harness, namespace, account, tmp_path, watched=[namespace]
+    ) as op:
         yield op
-    finally:
-        release_all(harness, namespace, op)
-        op.stop()
-        delete_cluster_rbac(cluster, world, namespace)
-        # Shown by pytest only when the test failed.
-        print("---- operator log (tail) ----\n" + op.log_text()[-6000:])
 
 
 @pytest.fixture(name="secrets_in")

@@ -14,6 +14,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401 - fixtures by na
     crd_fixture,
     harness_fixture,
     release_all,
+    running_operator,
     secrets_in_fixture,
     spec,
 )
@@ -67,21 +68,17 @@ def json_operator(
     tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
     account = chart_rbac(cluster, world, namespace)
-    kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
-    op = OperatorProcess(
+    with running_operator(
+        cluster,
         world,
-        kubeconfig,
-        [namespace],
-        env={**OPERATOR_ENV, "OPENWEBUI_LANGFUSE_LOG_FORMAT": "json"},
-        log_dir=tmp_path / "operator",
-    )
-    op.start()
-    try:
+        harness,
+        namespace,
+        account,
+        tmp_path,
+        watched=[namespace],
+        env={"OPENWEBUI_LANGFUSE_LOG_FORMAT": "json"},
+    ) as op:
         yield op
-    finally:
-        release_all(harness, namespace, op)
-        op.stop()
-        delete_cluster_rbac(cluster, world, namespace)
 
 
 @pytest.mark.usefixtures("secrets_in")

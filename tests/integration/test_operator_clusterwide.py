@@ -14,6 +14,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401 - fixtures by na
     harness_fixture,
     pipeline_ids,
     release_all,
+    running_operator,
     secrets_in_fixture,
     spec,
 )
@@ -25,8 +26,6 @@ from tests.world.operator import (
     RBAC_TEMPLATES,
     Harness,
     OperatorProcess,
-    delete_cluster_rbac,
-    token_kubeconfig,
 )
 from tests.world.pipelines import PipelinesServer
 
@@ -62,24 +61,17 @@ def clusterwide_operator(
     rendered = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     applied = cluster.kubectl("apply", "-f", "-", input=rendered.stdout.encode())
     assert applied.returncode == 0, applied.stderr
-    kubeconfig = token_kubeconfig(
-        cluster, namespace, "owl-openwebui-langfuse-operator", tmp_path / "kubeconfig"
-    )
-    op = OperatorProcess(
+    with running_operator(
+        cluster,
         world,
-        kubeconfig,
-        [],
-        env={**OPERATOR_ENV, "OPENWEBUI_LANGFUSE_ALL_NAMESPACES": "true"},
-        log_dir=tmp_path / "operator",
-    )
-    op.start()
-    try:
+        harness,
+        namespace,
+        "owl-openwebui-langfuse-operator",
+        tmp_path,
+        watched=[],
+        env={"OPENWEBUI_LANGFUSE_ALL_NAMESPACES": "true"},
+    ) as op:
         yield op
-    finally:
-        release_all(harness, namespace, op)
-        op.stop()
-        delete_cluster_rbac(cluster, world, namespace)
-        print("---- operator log (tail) ----\n" + op.log_text()[-6000:])
 
 
 @pytest.mark.usefixtures("secrets_in")

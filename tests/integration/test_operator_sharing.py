@@ -15,6 +15,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401 - fixtures by na
     harness_fixture,
     pipeline_ids,
     release_all,
+    running_operator,
     spec,
     valves,
 )
@@ -25,8 +26,6 @@ from tests.world.operator import (
     Harness,
     OperatorProcess,
     chart_rbac,
-    delete_cluster_rbac,
-    token_kubeconfig,
 )
 from tests.world.pipelines import PipelinesServer
 from tests.world.poll import wait_for
@@ -66,19 +65,10 @@ def two_namespace_operator(
 ) -> Iterator[OperatorProcess]:
     watched = [namespace, second_namespace]
     account = chart_rbac(cluster, world, namespace, watch_namespaces=watched)
-    kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
-    op = OperatorProcess(
-        world, kubeconfig, watched, env=OPERATOR_ENV, log_dir=tmp_path / "operator"
-    )
-    op.start()
-    try:
+    with running_operator(
+        cluster, world, harness, namespace, account, tmp_path, watched=watched
+    ) as op:
         yield op
-    finally:
-        for ns in watched:
-            release_all(harness, ns, op)
-        op.stop()
-        delete_cluster_rbac(cluster, world, namespace)
-        print("---- operator log (tail) ----\n" + op.log_text()[-6000:])
 
 
 def test_two_teams_share_one_pipelines(
