@@ -414,14 +414,20 @@ class Runtime:
             ):
                 kind = "Normal" if new.status == "True" else "Warning"
                 self.emit(body, kind, new.reason, f"{new.type}: {new.message}"[:1000])
+        # The install record first: whoever sees Ready (a person, a test, a restarted
+        # operator) also sees what was installed. It moves only once the previous filter is
+        # gone, so a failed removal is tried again instead of being forgotten.
+        if result.spec is not None:
+            record = install_record(result.spec, self.memory)
+            if (
+                record is not None
+                and record != worker.install_record
+                and await self._retire_previous(worker, body, result, reader)
+            ):
+                await self._write_install_record(worker, record)
         written = True
         if result.status_changed:
             written = await self._write_status(worker, worker.status or {}, result.status)
-        if result.spec is not None:
-            record = install_record(result.spec, self.memory)
-            if record is not None and record != worker.install_record:
-                await self._retire_previous(worker, body, result, reader)
-                await self._write_install_record(worker, record)
         return written
 
     async def _retire_previous(
@@ -430,15 +436,19 @@ class Runtime:
         body: Mapping[str, Any],
         result: ReconcileResult,
         reader: IndexReader,
-    ) -> None:
+    ) -> bool:
+        """Delete the filter this resource installed before a pipeline id or URL change.
+
+        False when that failed (it is tried again at the next pass); True when done or when
+        there was nothing to delete."""
         spec = result.spec
         previous = recorded_target(worker.install_record)
         if spec is None or previous is None or previous == (spec.pipelines.url, spec.pipeline_id):
-            return
+            return True
         if spec.deletion_policy != "Delete" or any(
             owner != worker.key for owner in worker.owners(("pipeline", *previous))
         ):
-            return
+            return True
         namespace, name = worker.key
         try:
             done = await retire_previous(
@@ -453,10 +463,11 @@ class Runtime:
             message = f"could not delete the previous filter {previous[1]}: {exc}"
             logger.warning("%s/%s: %s", namespace, name, message)
             self.emit(body, "Warning", "PreviousFilterKept", message)
-            return
+            return False
         if done:
             logger.info("%s/%s: %s", namespace, name, done)
             self.emit(body, "Normal", "Synced", done)
+        return True
 
     async def _write_install_record(self, worker: Worker, record: str) -> None:
         if self.kube is not None:
