@@ -17,6 +17,7 @@ from openwebui_langfuse import reconcile as rc
 from openwebui_langfuse.clients.langfuse import LangfuseCheck, LangfuseCheckError, LangfuseProject
 from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesUnreachable
 from openwebui_langfuse.reconcile import (
+    CleanupResult,
     DownloadError,
     InstallMemory,
     MissingReference,
@@ -442,53 +443,32 @@ async def test_generation_is_observed(world: World) -> None:
 
 async def test_cleanup_per_policy_and_sharing(world: World) -> None:
     await world.run(spec())
-    ref = ResourceRef("ns", "tracing", 1)
+
+    async def clean(raw: dict[str, Any], *, pipeline_id_shared: bool = False) -> CleanupResult:
+        return await cleanup(
+            ResourceRef("ns", "tracing", 1),
+            raw,
+            reader=world.reader,
+            upstreams=world.upstreams(),
+            memory=world.memory,
+            pipeline_id_shared=pipeline_id_shared,
+            connection_shared=False,
+        )
+
     kept = spec()
     kept["deletionPolicy"] = "Retain"
-    result = await cleanup(
-        ref,
-        kept,
-        reader=world.reader,
-        upstreams=world.upstreams(),
-        memory=world.memory,
-        pipeline_id_shared=False,
-        connection_shared=False,
-    )
+    result = await clean(kept)
     assert result.done and PID in world.pipelines.loaded
 
-    result = await cleanup(
-        ref,
-        spec(),
-        reader=world.reader,
-        upstreams=world.upstreams(),
-        memory=world.memory,
-        pipeline_id_shared=True,
-        connection_shared=False,
-    )
+    result = await clean(spec(), pipeline_id_shared=True)
     assert result.done and PID in world.pipelines.loaded
 
     world.pipelines.down = True
-    result = await cleanup(
-        ref,
-        spec(),
-        reader=world.reader,
-        upstreams=world.upstreams(),
-        memory=world.memory,
-        pipeline_id_shared=False,
-        connection_shared=False,
-    )
+    result = await clean(spec())
     assert not result.done and result.temporary
 
     world.pipelines.down = False
-    result = await cleanup(
-        ref,
-        spec(),
-        reader=world.reader,
-        upstreams=world.upstreams(),
-        memory=world.memory,
-        pipeline_id_shared=False,
-        connection_shared=False,
-    )
+    result = await clean(spec())
     assert result.done and PID not in world.pipelines.loaded
     assert result.writes == (f"deleted filter {PID}",)
 
