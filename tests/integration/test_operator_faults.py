@@ -112,16 +112,7 @@ def test_filter_that_fails_to_load_is_reported_without_a_hot_loop(
     langfuse: LangfuseStandIn,
     operator: OperatorProcess,
 ) -> None:
-    harness.put_config_map(namespace, "filter", {"filter.py": BROKEN_FILTER})
-    harness.apply(
-        namespace,
-        NAME,
-        spec(
-            pipelines,
-            langfuse,
-            filter={"source": "configMap", "configMap": {"name": "filter", "key": "filter.py"}},
-        ),
-    )
+    apply_with_config_map_filter(harness, namespace, pipelines, langfuse, BROKEN_FILTER)
     cond = harness.wait_condition(
         namespace, NAME, "FilterInstalled", "False", reason="FilterLoadFailed"
     )
@@ -132,6 +123,26 @@ def test_filter_that_fails_to_load_is_reported_without_a_hot_loop(
 
     harness.put_config_map(namespace, "filter", {"filter.py": pipelines_sample_filter()})
     harness.wait_condition(namespace, NAME, "FilterInstalled", "True", timeout=10)
+
+
+def apply_with_config_map_filter(
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    text: str,
+) -> None:
+    """A resource whose filter file comes from the ConfigMap ``filter`` (key filter.py)."""
+    harness.put_config_map(namespace, "filter", {"filter.py": text})
+    harness.apply(
+        namespace,
+        NAME,
+        spec(
+            pipelines,
+            langfuse,
+            filter={"source": "configMap", "configMap": {"name": "filter", "key": "filter.py"}},
+        ),
+    )
 
 
 def pipelines_sample_filter() -> str:
@@ -260,16 +271,7 @@ def test_restarted_operator_does_not_upload_again(
 
     # The bundled filter's content, frozen in a ConfigMap: a checkout being edited meanwhile
     # would otherwise (rightly) cause a second upload.
-    harness.put_config_map(namespace, "filter", {"filter.py": bundled_filter_text()})
-    harness.apply(
-        namespace,
-        NAME,
-        spec(
-            pipelines,
-            langfuse,
-            filter={"source": "configMap", "configMap": {"name": "filter", "key": "filter.py"}},
-        ),
-    )
+    apply_with_config_map_filter(harness, namespace, pipelines, langfuse, bundled_filter_text())
     harness.wait_condition(namespace, NAME, "Ready", "True")
     obj = harness.get(namespace, NAME) or {}
     record = obj["metadata"]["annotations"]["openwebui-langfuse.io/installed-filter"]
