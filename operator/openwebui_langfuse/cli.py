@@ -13,12 +13,11 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from openwebui_langfuse.config import ConfigError, Settings, settings_from_env
-from openwebui_langfuse.models import GROUP, PLURAL, VERSION
+from openwebui_langfuse.kube import KubeClient, KubeError, resource_path
 
-_QUIET_LOGGERS = ("kopf", "httpx", "httpcore", "aiohttp", "kubernetes")
+_QUIET_LOGGERS = ("kopf", "httpx", "httpcore", "aiohttp")
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -77,46 +76,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(api: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    listing: dict[str, Any] = api.list_namespaced_custom_object(
-        GROUP, VERSION, args.namespace, PLURAL, label_selector=args.selector or None
-    )
-    items: list[dict[str, Any]] = listing["items"]
-    return items
+def _names(kube: KubeClient, args: argparse.Namespace) -> list[str]:
+    params = {"labelSelector": args.selector} if args.selector else None
+    listing = kube.get(resource_path(args.namespace), params)
+    return [o["metadata"]["name"] for o in listing.get("items", [])]
 
 
 def _pre_delete(args: argparse.Namespace) -> int:
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    api = client.CustomObjectsApi()
-    deadline = time.monotonic() + args.timeout
-    objects = _list(api, args)
-    names = [o["metadata"]["name"] for o in objects]
-    for name in names:
-        try:
-            api.delete_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, name)
-            print(f"deleting langfusetracing {args.namespace}/{name}")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-    remaining = list(names)
-    while remaining:
-        left = _list(api, args)
-        remaining = [o["metadata"]["name"] for o in left if o["metadata"]["name"] in names]
-        if not remaining:
-            break
-        if time.monotonic() > deadline:
-            print(
-                f"timed out after {args.timeout}s waiting for: {', '.join(remaining)}",
-                file=sys.stderr,
-            )
-            return 1
-        time.sleep(0.5)
+        kube = KubeClient()
+        deadline = time.monotonic() + args.timeout
+        names = _names(kube, args)
+        for name in names:
+            if kube.delete(resource_path(args.namespace, name)):
+                print(f"deleting langfusetracing {args.namespace}/{name}")
+        remaining = list(names)
+        while remaining:
+            left = set(_names(kube, args))
+            remaining = [name for name in names if name in left]
+            if not remaining:
+                break
+            if time.monotonic() > deadline:
+                print(
+                    f"timed out after {args.timeout}s waiting for: {', '.join(remaining)}",
+                    file=sys.stderr,
+                )
+                return 1
+            time.sleep(0.5)
+    except KubeError as exc:
+        print(f"pre-delete: {exc}", file=sys.stderr)
+        return 1
     print(f"{len(names)} langfusetracing(s) deleted and cleaned up")
     return 0
 

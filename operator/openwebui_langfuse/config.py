@@ -37,6 +37,12 @@ class Settings:
     http_timeout: float = 10.0
     # Upper bound of the retry backoff after temporary errors (starts at 1 s, doubles).
     max_backoff: float = 60.0
+    # ``namespace/name`` of the Pipelines API-key Secret to create once at start-up when it is
+    # absent (the chart's default): a key made here, not in a template, so `helm template`
+    # renders the same bytes every time and GitOps never rotates the key by syncing.
+    pipelines_key_secret: str | None = None
+    # The key inside that Secret.
+    pipelines_key_secret_key: str = "api-key"
 
     def validate(self) -> Settings:
         if self.all_namespaces and self.namespaces:
@@ -50,6 +56,12 @@ class Settings:
             raise ConfigError("log format must be text or json")
         if self.log_level.upper() not in _LOG_LEVELS:
             raise ConfigError(f"log level must be one of {', '.join(_LOG_LEVELS)}")
+        if self.pipelines_key_secret is not None:
+            namespace, _, name = self.pipelines_key_secret.partition("/")
+            if not namespace or not name or "/" in name:
+                raise ConfigError(f"{ENV_PREFIX}PIPELINES_KEY_SECRET must be namespace/name")
+        if not self.pipelines_key_secret_key:
+            raise ConfigError(f"{ENV_PREFIX}PIPELINES_KEY_SECRET_KEY must not be empty")
         for name in ("delete_timeout", "http_timeout", "max_backoff"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive")
@@ -96,4 +108,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         delete_timeout=_seconds(env, "DELETE_TIMEOUT", 60.0),
         http_timeout=_seconds(env, "HTTP_TIMEOUT", 10.0),
         max_backoff=_seconds(env, "MAX_BACKOFF", 60.0),
+        pipelines_key_secret=env.get(ENV_PREFIX + "PIPELINES_KEY_SECRET", "").strip() or None,
+        pipelines_key_secret_key=env.get(
+            ENV_PREFIX + "PIPELINES_KEY_SECRET_KEY", "api-key"
+        ).strip(),
     )

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import kopf
 
 from openwebui_langfuse.config import Settings
-from openwebui_langfuse.kube import KubeApi, KubeCredentials
+from openwebui_langfuse.kube import KubeApi, KubeCredentials, KubeError, credentials_of
+from openwebui_langfuse.kube import login as kube_login
 from openwebui_langfuse.models import GROUP, PLURAL, VERSION, referenced_names
 from openwebui_langfuse.runtime import IndexReader, Runtime, sharing_keys
 
@@ -30,6 +32,12 @@ HANDLER_CLEANUP = "cleanup"
 HANDLER_SPEC_WATCH = "spec-watch"
 HANDLER_SECRET_WATCH = "secret-watch"
 HANDLER_CONFIGMAP_WATCH = "configmap-watch"
+# On the Secret the operator makes for the Pipelines key: who made it, for `kubectl get -l`.
+PIPELINES_KEY_LABELS = {
+    "app.kubernetes.io/name": "openwebui-langfuse",
+    "app.kubernetes.io/component": "pipelines",
+    "app.kubernetes.io/created-by": "openwebui-langfuse-operator",
+}
 
 LFT = (GROUP, VERSION, PLURAL)
 # Secrets that can never be a LangfuseTracing reference and can be large: not kept in memory.
@@ -87,19 +95,43 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
 
 
+@kopf.on.startup()
+async def pipelines_key(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Create the Pipelines API-key Secret once when the chart asks for it and it is absent."""
+    settings: Settings = memo["settings"]
+    if settings.pipelines_key_secret is None:
+        return
+    namespace, _sep, name = settings.pipelines_key_secret.partition("/")
+    # Startup handlers run before kopf's login, so this one logs in the same way on its own.
+    try:
+        credentials = kube_login()
+        api = KubeApi(lambda: credentials, timeout=settings.http_timeout)
+        try:
+            created = await api.create_secret_once(
+                namespace,
+                name,
+                {settings.pipelines_key_secret_key: secrets.token_urlsafe(36)},
+                PIPELINES_KEY_LABELS,
+            )
+        finally:
+            await api.aclose()
+    except KubeError as exc:
+        # Retried by kopf (startup handlers block until they succeed): nothing can use
+        # Pipelines without its key, and the message says which right or object is missing.
+        raise kopf.TemporaryError(
+            f"cannot create the Pipelines key Secret: {exc}", delay=5
+        ) from None
+    if created:
+        logger.info("created the Pipelines API-key Secret %s/%s", namespace, name)
+
+
 @kopf.on.login()
 def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """kopf's plain logins (in-cluster token, then kubeconfig), shared with our status writer."""
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is not None:
-        memo["kube_credentials"] = _credentials_of(info)
+        memo["kube_credentials"] = credentials_of(info)
     return info
-
-
-def _credentials_of(info: kopf.ConnectionInfo) -> KubeCredentials:
-    return KubeCredentials(
-        server=info.server, headers=info.as_http_headers(), ssl_context=info.as_ssl_context()
-    )
 
 
 def _login_credentials(memo: kopf.Memo) -> KubeCredentials | None:
@@ -110,7 +142,7 @@ def _login_credentials(memo: kopf.Memo) -> KubeCredentials | None:
     )
     if info is None:
         return None
-    memo["kube_credentials"] = creds = _credentials_of(info)
+    memo["kube_credentials"] = creds = credentials_of(info)
     return creds
 
 

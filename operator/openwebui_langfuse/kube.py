@@ -3,6 +3,9 @@
 Reconciles triggered by a Secret change or the resync timer run in a per-resource worker, not in
 a kopf handler, so they cannot return a ``patch``; they write the status subresource here, with
 the same credentials kopf logged in with (``handlers.login`` hands them over).
+
+The chart's hook commands (``pre-delete``, ``smoke-test``) use ``KubeClient``, a small
+synchronous client on the same login, so the image needs no second Kubernetes library.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import kopf
 
 from openwebui_langfuse.models import GROUP, PLURAL, VERSION
 
@@ -21,12 +25,94 @@ from openwebui_langfuse.models import GROUP, PLURAL, VERSION
 class KubeError(Exception):
     """A Kubernetes API call failed; the message holds the status code and reason only."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 @dataclass(frozen=True)
 class KubeCredentials:
     server: str
     headers: Mapping[str, str]
     ssl_context: ssl.SSLContext
+
+
+def credentials_of(info: kopf.ConnectionInfo) -> KubeCredentials:
+    return KubeCredentials(
+        server=info.server, headers=info.as_http_headers(), ssl_context=info.as_ssl_context()
+    )
+
+
+def login() -> KubeCredentials:
+    """kopf's own plain logins, as the operator does: the in-cluster service account, else the
+    kubeconfig (``KUBECONFIG`` or ``~/.kube/config``)."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise KubeError("no Kubernetes credentials: no in-cluster service account, no kubeconfig")
+    return credentials_of(info)
+
+
+def resource_path(namespace: str, name: str | None = None) -> str:
+    """The API path of the LangfuseTracings of a namespace, or of one of them."""
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}"
+    return f"{path}/{quote(name)}" if name else path
+
+
+def secret_path(namespace: str, name: str | None = None) -> str:
+    path = f"/api/v1/namespaces/{quote(namespace)}/secrets"
+    return f"{path}/{quote(name)}" if name else path
+
+
+class KubeClient:
+    """Synchronous reads and deletes for the hook commands; errors carry the status only."""
+
+    def __init__(
+        self,
+        credentials: KubeCredentials | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        creds = credentials or login()
+        self._server = creds.server.rstrip("/")
+        self._client = httpx.Client(
+            verify=creds.ssl_context,
+            timeout=timeout,
+            headers=dict(creds.headers),
+            transport=transport,
+        )
+
+    def _call(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+        try:
+            response = self._client.request(method, self._server + path, params=params)
+        except httpx.HTTPError as exc:
+            raise KubeError(f"{method} {path} failed: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise KubeError(
+                f"{method} {path} answered HTTP {response.status_code} {response.reason_phrase}",
+                response.status_code,
+            )
+        return response.json()
+
+    def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        body = self._call("GET", path, params)
+        return body if isinstance(body, dict) else {}
+
+    def delete(self, path: str) -> bool:
+        """Delete one object; False when it was already gone."""
+        try:
+            self._call("DELETE", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def close(self) -> None:
+        self._client.close()
 
 
 class KubeApi:
@@ -63,14 +149,17 @@ class KubeApi:
                 self._closing.append(old)
         return self._client, creds
 
-    async def _merge_patch(self, path: str, body: Mapping[str, Any], what: str) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, body: Mapping[str, Any], what: str, content_type: str
+    ) -> httpx.Response:
         for attempt in (1, 2):
             client, creds = self._http()
             try:
-                response = await client.patch(
+                response = await client.request(
+                    method,
                     f"{creds.server.rstrip('/')}{path}",
                     json=dict(body),
-                    headers={**creds.headers, "Content-Type": "application/merge-patch+json"},
+                    headers={**creds.headers, "Content-Type": content_type},
                 )
             except httpx.HTTPError as exc:
                 raise KubeError(f"{what} failed: {type(exc).__name__}") from None
@@ -78,22 +167,49 @@ class KubeApi:
             if retry and self._relogin is not None and self._relogin() is not None:
                 continue
             if response.status_code == 404:
-                raise KubeError("the resource is gone")
+                raise KubeError("the resource is gone", 404)
             if response.status_code >= 400:
-                raise KubeError(f"{what} answered HTTP {response.status_code}")
+                raise KubeError(
+                    f"{what} answered HTTP {response.status_code}", response.status_code
+                )
             return response
-        raise KubeError(f"{what} answered HTTP 401 after a fresh login")
+        raise KubeError(f"{what} answered HTTP 401 after a fresh login", 401)
 
-    @staticmethod
-    def _path(namespace: str, name: str) -> str:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
+    async def _merge_patch(self, path: str, body: Mapping[str, Any], what: str) -> httpx.Response:
+        return await self._send("PATCH", path, body, what, "application/merge-patch+json")
+
+    async def create_secret_once(
+        self, namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str]
+    ) -> bool:
+        """Create a Secret unless one of that name exists (it is then never touched); True when
+        this call created it. ``data`` values are plain text (sent as ``stringData``)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+            "type": "Opaque",
+            "stringData": dict(data),
+        }
+        try:
+            await self._send(
+                "POST",
+                secret_path(namespace),
+                body,
+                f"create Secret {namespace}/{name}",
+                "application/json",
+            )
+        except KubeError as exc:
+            if exc.status == 409:  # AlreadyExists: someone's key, or ours from an earlier start
+                return False
+            raise
+        return True
 
     async def patch_status(
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
         """JSON-merge-patch ``.status`` of a LangfuseTracing; returns the updated object."""
         response = await self._merge_patch(
-            self._path(namespace, name) + "/status", {"status": dict(status)}, "status patch"
+            resource_path(namespace, name) + "/status", {"status": dict(status)}, "status patch"
         )
         body = response.json()
         return body if isinstance(body, dict) else {}
@@ -103,7 +219,7 @@ class KubeApi:
     ) -> None:
         """JSON-merge-patch annotations of a LangfuseTracing (``None`` removes one)."""
         await self._merge_patch(
-            self._path(namespace, name),
+            resource_path(namespace, name),
             {"metadata": {"annotations": dict(annotations)}},
             "annotation patch",
         )

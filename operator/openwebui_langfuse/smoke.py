@@ -44,10 +44,8 @@ from typing import Any
 import httpx
 
 from openwebui_langfuse.clients.openwebui import ApiKeyAuth, CredentialsAuth
+from openwebui_langfuse.kube import KubeClient, KubeError, resource_path, secret_path
 from openwebui_langfuse.models import (
-    GROUP,
-    PLURAL,
-    VERSION,
     ApiKeyAuthSpec,
     LangfuseTracingSpec,
     SecretKeyRef,
@@ -440,25 +438,16 @@ class _ResourceReader:
     """Reads a LangfuseTracing and its Secrets with in-cluster or kubeconfig credentials."""
 
     def __init__(self, namespace: str) -> None:
-        from kubernetes import client, config
-
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
         self.namespace = namespace
-        self._custom = client.CustomObjectsApi()
-        self._core = client.CoreV1Api()
+        self._kube = KubeClient()
 
     def resource(self, name: str) -> dict[str, Any]:
-        obj = self._custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name
-        )
-        return obj if isinstance(obj, dict) else {}
+        return self._kube.get(resource_path(self.namespace, name))
 
     def secret_data(self, name: str) -> dict[str, str]:
-        secret = self._core.read_namespaced_secret(name, self.namespace)
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        secret = self._kube.get(secret_path(self.namespace, name))
+        data = secret.get("data") or {}
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
     def key(self, ref: SecretKeyRef) -> str:
         data = self.secret_data(ref.name)
@@ -481,8 +470,6 @@ def target_from_resource(
     """Settings from a LangfuseTracing (waits up to ``timeout`` for it to be Ready); the
     target's own timeout is what is left of ``timeout``, so the whole test keeps one budget
     (the chart's hook Job has a deadline of that budget plus a margin)."""
-    from kubernetes.client.exceptions import ApiException
-
     try:
         reader = _ResourceReader(namespace)
         deadline = _Deadline(timeout)
@@ -517,10 +504,9 @@ def target_from_resource(
                     raise SmokeFailed(
                         f"Secret {namespace}/{spec_auth.secret_name} has no key {exc.args[0]!r}"
                     ) from None
-    except ApiException as exc:
+    except KubeError as exc:
         raise SmokeFailed(
-            f"reading langfusetracing {namespace}/{name} or its Secrets: HTTP "
-            f"{exc.status} {exc.reason}"
+            f"reading langfusetracing {namespace}/{name} or its Secrets: {exc}"
         ) from None
     except SpecError as exc:
         raise SmokeFailed(f"langfusetracing {namespace}/{name}: {exc}") from None

@@ -6,7 +6,14 @@ import json
 import ssl
 
 import httpx
-from openwebui_langfuse.kube import KubeApi, KubeCredentials, KubeError
+from openwebui_langfuse.kube import (
+    KubeApi,
+    KubeClient,
+    KubeCredentials,
+    KubeError,
+    resource_path,
+    secret_path,
+)
 
 
 def creds(token: str) -> KubeCredentials:
@@ -58,3 +65,73 @@ async def test_errors_carry_no_body() -> None:
         raise AssertionError("no KubeError")
     finally:
         await api.aclose()
+
+
+async def test_create_secret_once_creates_then_leaves_an_existing_one_alone() -> None:
+    bodies: list[dict[str, object]] = []
+    existing = {"count": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("POST", "/api/v1/namespaces/ns/secrets")
+        bodies.append(json.loads(request.content))
+        existing["count"] += 1
+        if existing["count"] > 1:
+            return httpx.Response(409, json={"reason": "AlreadyExists"})
+        return httpx.Response(201, json={})
+
+    api = KubeApi(lambda: creds("t"), transport=httpx.MockTransport(handler))
+    labels = {"app.kubernetes.io/name": "openwebui-langfuse"}
+    assert await api.create_secret_once("ns", "key", {"api-key": "first"}, labels) is True
+    assert await api.create_secret_once("ns", "key", {"api-key": "second"}, labels) is False
+    await api.aclose()
+    assert bodies[0]["metadata"] == {"name": "key", "namespace": "ns", "labels": labels}
+    assert bodies[0]["stringData"] == {"api-key": "first"}
+
+
+async def test_create_secret_once_reports_a_refusal_without_the_value() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, json={"message": "secrets is forbidden"})
+
+    api = KubeApi(lambda: creds("t"), transport=httpx.MockTransport(handler))
+    try:
+        await api.create_secret_once("ns", "key", {"api-key": "do-not-print"}, {})
+    except KubeError as exc:
+        assert exc.status == 403
+        assert str(exc) == "create Secret ns/key answered HTTP 403"
+    else:
+        raise AssertionError("no KubeError")
+    finally:
+        await api.aclose()
+
+
+def test_hook_client_reads_lists_and_deletes() -> None:
+    calls: list[tuple[str, str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path, request.url.query.decode()))
+        assert request.headers["authorization"] == "Bearer t"
+        if request.method == "DELETE":
+            return httpx.Response(404 if request.url.path.endswith("/gone") else 200, json={})
+        if request.url.path.endswith("/secrets/denied"):
+            return httpx.Response(403, json={"message": "secret body echo"})
+        return httpx.Response(200, json={"items": [{"metadata": {"name": "a"}}]})
+
+    kube = KubeClient(creds("t"), transport=httpx.MockTransport(handler))
+    listing = kube.get(resource_path("ns"), {"labelSelector": "app=x"})
+    assert listing["items"][0]["metadata"]["name"] == "a"
+    assert kube.delete(resource_path("ns", "a")) is True
+    assert kube.delete(resource_path("ns", "gone")) is False
+    try:
+        kube.get(secret_path("ns", "denied"))
+    except KubeError as exc:
+        assert exc.status == 403
+        assert "secret body echo" not in str(exc)
+    else:
+        raise AssertionError("no KubeError")
+    kube.close()
+    base = "/apis/openwebui-langfuse.io/v1alpha1/namespaces/ns/langfusetracings"
+    assert calls[:3] == [
+        ("GET", base, "labelSelector=app%3Dx"),
+        ("DELETE", f"{base}/a", ""),
+        ("DELETE", f"{base}/gone", ""),
+    ]

@@ -53,3 +53,18 @@ def test_validation() -> None:
         Settings(namespaces=("a",), log_level="LOUD").validate()
     with pytest.raises(ConfigError, match="positive"):
         dataclasses.replace(Settings(namespaces=("a",)), http_timeout=0).validate()
+
+
+def test_pipelines_key_secret() -> None:
+    settings = settings_from_env(
+        {
+            "OPENWEBUI_LANGFUSE_NAMESPACES": "a",
+            "OPENWEBUI_LANGFUSE_PIPELINES_KEY_SECRET": "tracing/owl-pipelines-api-key",
+        }
+    ).validate()
+    assert settings.pipelines_key_secret == "tracing/owl-pipelines-api-key"
+    assert settings.pipelines_key_secret_key == "api-key"
+    assert settings_from_env({}).pipelines_key_secret is None
+    for bad in ("no-namespace", "/name", "ns/", "a/b/c"):
+        with pytest.raises(ConfigError, match="PIPELINES_KEY_SECRET must be namespace/name"):
+            Settings(namespaces=("a",), pipelines_key_secret=bad).validate()
