@@ -112,13 +112,73 @@ def test_defaults_render_identically_with_a_fixed_key(helm: Helm) -> None:
     assert helm.template(*FIXED_KEY) == helm.template(*FIXED_KEY)
 
 
-def test_generated_key_is_the_only_difference_between_default_renders(helm: Helm) -> None:
-    # Without lookup (helm template) the key cannot be kept: documented, and nothing else varies.
-    first, second = helm.template(), helm.template()
-    keys = [by_kind(documents(r), "Secret")[0]["data"]["api-key"] for r in (first, second)]
-    assert keys[0] != keys[1]
-    assert all(re.fullmatch(r"[A-Za-z0-9]{48}", base64.b64decode(k).decode()) for k in keys)
-    assert first.replace(keys[0], "KEY") == second.replace(keys[1], "KEY")
+def test_default_renders_are_byte_identical_and_hold_no_key(helm: Helm) -> None:
+    # Argo CD and Flux render with `helm template` (no lookup): nothing may vary between renders,
+    # so the key is made by the operator where it is kept, never by the template.
+    first = helm.template()
+    assert first == helm.template()
+    docs = documents(first)
+    assert by_kind(docs, "Secret") == []
+    operator = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in operator["env"]}
+    assert env["OPENWEBUI_LANGFUSE_PIPELINES_KEY_SECRET"] == (
+        "tracing/owl-openwebui-langfuse-pipelines-api-key"
+    )
+    assert env["OPENWEBUI_LANGFUSE_PIPELINES_KEY_SECRET_KEY"] == "api-key"
+    pipelines = by_kind(docs, "Deployment")[1]["spec"]["template"]["spec"]["containers"][0]
+    assert pipelines["env"][0]["valueFrom"]["secretKeyRef"] == {
+        "name": "owl-openwebui-langfuse-pipelines-api-key",
+        "key": "api-key",
+    }
+    # The one right that making the key needs, in the release namespace only.
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    key_role = roles["owl-openwebui-langfuse-operator-pipelines-key"]
+    assert key_role["metadata"]["namespace"] == "tracing"
+    assert key_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
+    binding = {b["metadata"]["name"]: b for b in by_kind(docs, "RoleBinding")}[
+        "owl-openwebui-langfuse-operator-pipelines-key"
+    ]
+    assert binding["subjects"][0]["name"] == "owl-openwebui-langfuse-operator"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        FIXED_KEY,
+        ["--set", "pipelines.apiKey.existingSecret=mine"],
+        ["--set", "pipelines.enabled=false"],
+    ],
+    ids=["value", "existing-secret", "no-pipelines"],
+)
+def test_the_operator_makes_no_key_when_one_is_given(helm: Helm, values: list[str]) -> None:
+    docs = documents(helm.template(*values))
+    operator = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert not any(
+        e["name"].startswith("OPENWEBUI_LANGFUSE_PIPELINES_KEY") for e in operator["env"]
+    )
+    assert not any(r["metadata"]["name"].endswith("-pipelines-key") for r in by_kind(docs, "Role"))
+
+
+def test_pipelines_runs_uvicorn_as_pid_1(helm: Helm) -> None:
+    # Upstream's entrypoint `bash start.sh` runs uvicorn as a child without exec: SIGTERM stops
+    # bash, never uvicorn, so filters would not flush. The chart starts uvicorn itself.
+    docs = documents(helm.template())
+    container = by_kind(docs, "Deployment")[1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == [
+        "python3",
+        "-m",
+        "uvicorn",
+        "main:app",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9099",
+    ]
+    assert "args" not in container
+    kept = documents(helm.template("--set-json", "pipelines.command=[]"))
+    assert (
+        "command" not in by_kind(kept, "Deployment")[1]["spec"]["template"]["spec"]["containers"][0]
+    )
 
 
 def test_tracing_is_a_hook_until_the_crd_is_served(helm: Helm) -> None:

@@ -231,11 +231,27 @@ class Stack:
         return str(items[0]["metadata"]["name"])
 
     def pipelines_key_ref(self) -> tuple[str, str]:
-        """Where the Pipelines API key is: the chart's generated Secret, or our own one."""
+        """Where the Pipelines API key is: the Secret the operator made at its start (waited
+        for, as the Pipelines pod waits for it), or our own one."""
         if self.own_pipelines_secret is not None:
             return self.own_pipelines_secret
-        secret = self.chart_resource_name("secret", "pipelines")
+        secret = wait_for(
+            lambda: self._chart_secret("pipelines"), 20, "the operator's Pipelines key Secret"
+        )
         return secret, "api-key"
+
+    def _chart_secret(self, component: str) -> str | None:
+        selector = f"app.kubernetes.io/component={component}"
+        out = _ok(self.kubectl("get", "secret", "-l", selector, "-o", "json"), "get secret")
+        items = json.loads(out)["items"]
+        return str(items[0]["metadata"]["name"]) if len(items) == 1 else None
+
+    def operator_env(self) -> dict[str, str]:
+        """The plain environment of the installed operator Deployment (what its pod gets)."""
+        name = self.chart_resource_name("deployment", "operator")
+        out = _ok(self.kubectl("get", "deployment", name, "-o", "json"), "get deployment")
+        containers = json.loads(out)["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e["value"] for e in containers[0].get("env", []) if "value" in e}
 
     def create_pipelines_secret(self, name: str = PIPELINES_SECRET) -> tuple[str, str]:
         """A Pipelines key Secret of our own, for ``pipelines.apiKey.existingSecret`` (needed
@@ -279,8 +295,11 @@ class Stack:
         )
         log_dir = self.tmp / "operator"
         log_dir.mkdir(exist_ok=True)
+        # The chart's environment for the operator; the launcher's flags pick the namespace and
+        # a free loopback port for the liveness endpoint.
+        env = self.operator_env()
         self.operator = OperatorProcess(
-            self.world, kubeconfig, [self.namespace], log_dir=log_dir
+            self.world, kubeconfig, [self.namespace], env=env, log_dir=log_dir
         ).start()
         return self.operator
 

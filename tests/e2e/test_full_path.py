@@ -49,8 +49,9 @@ def test_full_path(stack: Stack) -> None:
     langfuse = stack.langfuse
     first_project = stack.project
     stack.install_chart()
-    pipelines = stack.start_pipelines()
+    # As in a cluster: the operator makes the Pipelines key, then the Pipelines pod starts.
     operator = stack.start_operator()
+    pipelines = stack.start_pipelines()
     stack.create_secrets()
 
     # kubectl apply -> Ready=True, every condition True, the project named in the status.
@@ -176,7 +177,9 @@ def test_gitops_health_of_live_objects(stack: Stack) -> None:
     state: before the operator's first write, stalled (wrong keys), current (fixed), in
     progress (Langfuse failing, retried), suspended. Open WebUI auth here: an admin API key."""
     stack.openwebui_auth = "apiKey"
-    stack.install_chart()
+    # A Pipelines key of our own: Pipelines must run before the operator's first start here.
+    pipelines_secret, _ = stack.create_pipelines_secret()
+    stack.install_chart({"pipelines": {"apiKey": {"existingSecret": pipelines_secret}}})
     stack.start_pipelines()
     stack.create_secrets()
     good = stack.project

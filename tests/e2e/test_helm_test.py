@@ -131,8 +131,8 @@ def test_smoke_test_fails_clearly_without_a_trace(stack: Stack) -> None:
     """The same command against a resource whose filter sends nowhere useful: exit 1 and a
     one-line verdict that says what is missing."""
     stack.install_chart()
-    stack.start_pipelines()
     stack.start_operator()
+    stack.start_pipelines()
     stack.create_secrets()
     stack.apply_tracing()
     stack.wait_ready()

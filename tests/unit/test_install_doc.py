@@ -35,6 +35,7 @@ NOT_REASONS = {
     "Normal",
     "Warning",
     "Authorization",
+    "Opaque",
 }
 
 

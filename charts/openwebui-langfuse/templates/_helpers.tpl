@@ -128,21 +128,12 @@ The upstream default Pipelines key, which every Pipelines user knows.
 {{- end }}
 
 {{/*
-The base64 API key of the generated Secret: the explicit value, else the key of the Secret this
-release created before (kept across upgrades), else a new random key. Under `helm template`
-`lookup` sees nothing, so each render makes a new key: set `pipelines.apiKey.existingSecret`
-(or `.value`) for GitOps renders.
+"true" when the operator creates the Pipelines key Secret (neither `existingSecret` nor
+`value`): a random key made once where it is kept, never in a template, so every render of
+the chart is byte-identical (Argo CD and Flux render with `helm template`).
 */}}
-{{- define "openwebui-langfuse.pipelines.apiKeyData" -}}
-{{- $key := .Values.pipelines.apiKey.secretKey }}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "openwebui-langfuse.pipelines.apiKeySecretName" .) }}
-{{- if .Values.pipelines.apiKey.value }}
-{{- .Values.pipelines.apiKey.value | b64enc }}
-{{- else if and $existing $existing.data (hasKey $existing.data $key) }}
-{{- index $existing.data $key }}
-{{- else }}
-{{- randAlphaNum 48 | b64enc }}
-{{- end }}
+{{- define "openwebui-langfuse.pipelines.operatorMakesKey" -}}
+{{- if and .Values.pipelines.enabled (not .Values.pipelines.apiKey.existingSecret) (not .Values.pipelines.apiKey.value) }}true{{ end }}
 {{- end }}
 
 {{/*
