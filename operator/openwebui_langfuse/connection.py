@@ -7,7 +7,12 @@ whole object, and the pure functions below (config in, config out) carry the rul
 
 * **Which entry is ours.** The first entry whose URL is the connection URL after normalising:
   scheme and host lower-cased, default port dropped, trailing ``/`` removed, and a trailing
-  ``/v1`` ignored. Pipelines serves every route both with and without ``/v1`` (reference
+  ``/v1`` ignored. A cluster DNS name counts by its Service: ``p.ns.svc``,
+  ``p.ns.svc.cluster.local`` and ``p.ns.svc.cluster.local.`` (any cluster domain) are one
+  server, so the connection that the official open-webui chart writes for its own Pipelines
+  (``http://<release>-pipelines.<ns>.svc.cluster.local:9099``) is adopted, not duplicated. The
+  short forms ``p`` and ``p.ns`` depend on the namespace of whoever resolves them and are
+  compared as written. Pipelines serves every route both with and without ``/v1`` (reference
   pipelines-api.md §3), so ``http://p:9099`` and ``http://p:9099/v1/`` are the same server; a
   person's entry written either way is adopted (and its URL string left as they wrote it)
   instead of adding a duplicate.
@@ -109,7 +114,7 @@ def normalise_connection_url(url: str) -> str:
     """The form two connection URLs are compared in (see the module docstring)."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
+    host = _service_host((parts.hostname or "").lower())
     if ":" in host:  # an IPv6 literal loses its brackets in .hostname
         host = f"[{host}]"
     try:
@@ -121,6 +126,14 @@ def normalise_connection_url(url: str) -> str:
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
     return urlunsplit((scheme, netloc, path.rstrip("/"), parts.query, ""))
+
+
+def _service_host(host: str) -> str:
+    """``name.namespace.svc`` for any fully qualified form of a Service's DNS name."""
+    labels = host.rstrip(".").split(".")
+    if len(labels) >= 3 and labels[2] == "svc":
+        return ".".join(labels[:3])
+    return host.rstrip(".")
 
 
 def same_connection_url(a: str, b: str) -> bool:

@@ -59,6 +59,17 @@ def others() -> OpenAIConfig:
         ("http://p:9099", "https://p:9099", False),
         ("http://p:9099/team-a", "http://p:9099/team-b", False),
         ("http://p:9099/v2", "http://p:9099", False),
+        # The official open-webui chart writes the fully qualified Service name.
+        (
+            "http://owui-pipelines.ns.svc.cluster.local:9099",
+            "http://owui-pipelines.ns.svc:9099",
+            True,
+        ),
+        ("http://p.ns.svc.cluster.local.:9099/v1", "http://p.ns.svc:9099", True),
+        ("http://p.ns.svc.corp.example:9099", "http://p.ns.svc.cluster.local:9099", True),
+        ("http://p.ns.svc.cluster.local:9099", "http://p.other.svc:9099", False),
+        ("http://p.ns:9099", "http://p.ns.svc:9099", False),
+        ("http://a.b.svcx.example:9099", "http://a.b.svcx:9099", False),
     ],
 )
 def test_connection_urls_compare_by_server(a: str, b: str, same: bool) -> None:
