@@ -110,9 +110,14 @@ def is_satisfied(condition: Condition | None) -> bool:
 
 
 def ready_condition(
-    conditions: Sequence[Condition], *, required: Iterable[str], generation: int
+    conditions: Sequence[Condition],
+    *,
+    required: Iterable[str],
+    generation: int,
+    ready: tuple[str, str] = ("Ready", "Langfuse tracing is installed and configured"),
 ) -> Condition:
-    """The aggregate Ready condition over the ``required`` component types."""
+    """The aggregate Ready condition over the ``required`` component types; ``ready`` is the
+    reason and message when all of them are satisfied."""
     for type_ in COMPONENT_TYPES:
         if type_ not in required:
             continue
@@ -134,13 +139,7 @@ def ready_condition(
                 f"{type_}: {cond.message}",
                 observed_generation=generation,
             )
-    return Condition(
-        READY,
-        "True",
-        "Ready",
-        "Langfuse tracing is installed and configured",
-        observed_generation=generation,
-    )
+    return Condition(READY, "True", ready[0], ready[1], observed_generation=generation)
 
 
 def transitions(

@@ -687,11 +687,15 @@ def _finish(
         conditions = cond.set_condition(conditions, condition, now=now)
     if spec is not None:
         required = [cond.CREDENTIALS_VALID, cond.FILTER_INSTALLED, cond.VALVES_SYNCED]
+        ready_when_done = ("Ready", "Langfuse tracing is installed and configured")
         if spec.open_webui is not None:
             required.append(cond.CONNECTION_REGISTERED)
         else:
             conditions = cond.remove_condition(conditions, cond.CONNECTION_REGISTERED)
-        ready = cond.ready_condition(conditions, required=required, generation=ref.generation)
+            ready_when_done = ("ConnectionNotManaged", _connection_to_add(spec))
+        ready = cond.ready_condition(
+            conditions, required=required, generation=ref.generation, ready=ready_when_done
+        )
         conditions = cond.set_condition(conditions, ready, now=now)
     ready_now = cond.find(conditions, cond.READY)
     blocking = ready_now.reason if ready_now is not None else "Unknown"
@@ -829,3 +833,15 @@ async def cleanup(
             # connection stays (the finalizer is released with a Warning, not as a success).
             return CleanupResult(False, False, outcome.message, tuple(writes))
     return CleanupResult(True, False, "removed what this resource added", tuple(writes))
+
+
+def _connection_to_add(spec: LangfuseTracingSpec) -> str:
+    """What Open WebUI still needs when this resource does not manage it: without the
+    connection, the filter is installed and verified and yet no chat is ever traced."""
+    key = spec.pipelines.api_key
+    return (
+        "the filter is installed in Pipelines, but this resource has no spec.openWebUI, so "
+        "nothing points Open WebUI at Pipelines: add an OpenAI API connection in Open WebUI "
+        f"(Admin Settings > Connections) with URL {spec.pipelines.url} and the key in Secret "
+        f"{key.name} (key {key.key}), no model IDs and no prefix, or set spec.openWebUI"
+    )

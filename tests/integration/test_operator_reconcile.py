@@ -38,7 +38,7 @@ def test_apply_makes_it_ready_and_pushes_valves(
         namespace, NAME, spec(pipelines, langfuse, filter={"models": ["llama3"], "priority": 5})
     )
     ready = harness.wait_condition(namespace, NAME, "Ready", "True")
-    assert ready["reason"] == "Ready"
+    assert ready["reason"] == "ConnectionNotManaged"  # no spec.openWebUI
     pid = pid_of(namespace)
     assert pipeline_ids(pipelines) == [pid]
     current = valves(pipelines, pid)
@@ -62,7 +62,9 @@ def test_apply_makes_it_ready_and_pushes_valves(
     }
     assert "openwebui-langfuse.io/cleanup" in obj["metadata"]["finalizers"]
     wait_for(
-        lambda: any(e["reason"] == "Ready" for e in harness.events(namespace)), 10, "a Ready Event"
+        lambda: any(e["reason"] == "ConnectionNotManaged" for e in harness.events(namespace)),
+        10,
+        "a Ready Event",
     )
 
 

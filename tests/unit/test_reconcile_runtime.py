@@ -114,8 +114,12 @@ async def test_pass_writes_status_and_emits_only_transitions() -> None:
     assert worker.status is not None
     ready = next(c for c in worker.status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
+    # No spec.openWebUI: Ready, and the message says exactly what Open WebUI still needs.
+    assert ready["reason"] == "ConnectionNotManaged"
+    assert "nothing points Open WebUI at Pipelines" in ready["message"]
+    assert "with URL http://p:9099 and the key in Secret pl (key key)" in (ready["message"])
     reasons = [e[1] for e in h.events]
-    assert "Ready" in reasons and "Synced" in reasons
+    assert "ConnectionNotManaged" in reasons and "Synced" in reasons
     h.events.clear()
     await h.runtime.pass_once(worker, body(spec()), h.reader)
     assert h.events == []  # nothing changed: no Event, no status write
