@@ -93,6 +93,10 @@ def test_operator_deployment_follows_the_process_contract(helm: Helm) -> None:
         "OPENWEBUI_LANGFUSE_LIVENESS": "http://0.0.0.0:8080/healthz",
         "OPENWEBUI_LANGFUSE_LOG_FORMAT": "text",
         "OPENWEBUI_LANGFUSE_LOG_LEVEL": "INFO",
+        # The operator's bounds, as documented chart values (operator.deleteTimeout, ...).
+        "OPENWEBUI_LANGFUSE_DELETE_TIMEOUT": "60",
+        "OPENWEBUI_LANGFUSE_HTTP_TIMEOUT": "10",
+        "OPENWEBUI_LANGFUSE_MAX_BACKOFF": "60",
     }
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

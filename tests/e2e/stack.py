@@ -247,11 +247,16 @@ class Stack:
         return str(items[0]["metadata"]["name"]) if len(items) == 1 else None
 
     def operator_env(self) -> dict[str, str]:
-        """The plain environment of the installed operator Deployment (what its pod gets)."""
+        """The plain environment of the installed operator Deployment (what its pod gets), less
+        its health endpoints: they listen on 0.0.0.0 in a pod, a free loopback port here."""
         name = self.chart_resource_name("deployment", "operator")
         out = _ok(self.kubectl("get", "deployment", name, "-o", "json"), "get deployment")
         containers = json.loads(out)["spec"]["template"]["spec"]["containers"]
-        return {e["name"]: e["value"] for e in containers[0].get("env", []) if "value" in e}
+        return {
+            e["name"]: e["value"]
+            for e in containers[0].get("env", [])
+            if "value" in e and not e["name"].endswith(("_LIVENESS", "_READINESS"))
+        }
 
     def create_pipelines_secret(self, name: str = PIPELINES_SECRET) -> tuple[str, str]:
         """A Pipelines key Secret of our own, for ``pipelines.apiKey.existingSecret`` (needed
