@@ -103,7 +103,6 @@ def _mmdebstrap(
         "--format=directory",
         f"--architectures={DEB_ARCH[base.arch]}",
         f"--include={','.join(base.include)}",
-        f"--logfile={log.with_suffix('.mmdebstrap.log')}",
     ]
     cmd += [f"--hook-dir={d}" for d in base.hook_dirs]
     cmd += [f"--dpkgopt=path-exclude={p}" for p in base.dpkg_path_exclude]
@@ -295,12 +294,14 @@ def _write_index(base: Base, debs: list[Deb], repo: Path, log: Path) -> None:
 
 def bootstrap(base: Base, repo: Path, debs: list[Deb], rootfs: Path, log: Path, epoch: int) -> None:
     """Install the locked closure into ``rootfs`` and check that exactly the lock is there."""
-    # trusted=yes: the repository is this build's own, and every .deb in it was checked
-    # against the lock's sha256 (itself taken from the signed mirrors by --update-lock).
+    # copy:// (not file://): the .debs are copied into the tree's apt cache, where dpkg in the
+    # chroot sees them (and mmdebstrap's cleanup removes them). trusted=yes: the repository is
+    # this build's own, every .deb in it checked against the lock's sha256 (taken from the
+    # signed mirrors by --update-lock).
     _mmdebstrap(
         base,
         rootfs,
-        [f"deb [trusted=yes] file://{repo} {base.suite} main"],
+        [f"deb [trusted=yes] copy://{repo} {base.suite} main"],
         log,
         epoch,
         ["--skip=check/signed-by"],

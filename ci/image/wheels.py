@@ -57,11 +57,30 @@ def target_args(base: Base) -> list[str]:
     return args
 
 
-def lock_key(base: Base, requirements: list[str]) -> str:
-    return (
-        f"cp{base.python_version.replace('.', '')} glibc {base.glibc} {base.arch}; "
-        f"requires: {' '.join(requirements)}"
-    )
+def lock_key(base: Base) -> str:
+    """The interpreter a lock is for; a lock for another one is stale."""
+    return f"cp{base.python_version.replace('.', '')} glibc {base.glibc} {base.arch}"
+
+
+_REQUIREMENT = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*(\[[^\]]*\])?\s*(?:==\s*([^\s;,]+))?")
+
+
+def unmet(requirements: list[str], wheels: list[Wheel]) -> list[str]:
+    """Requirements the locked set does not satisfy: a missing name, or another pinned version.
+
+    Satisfaction rather than equality with the resolved list, so a dependency that joins
+    pyproject.toml while already in the closure needs no new lock; --update-lock still prunes.
+    """
+    locked = {normalize(w.name): w.version for w in wheels}
+    missing = []
+    for requirement in requirements:
+        match = _REQUIREMENT.match(requirement)
+        if not match:
+            raise BuildError(f"cannot read the requirement {requirement!r}")
+        name, pinned = normalize(match[1]), match[3]
+        if name not in locked or (pinned is not None and locked[name] != pinned):
+            missing.append(requirement)
+    return missing
 
 
 def resolve(
@@ -103,7 +122,10 @@ def resolve(
 def write_lock(
     path: Path, what: str, base: Base, requirements: list[str], wheels: list[Wheel]
 ) -> None:
-    lines = [LOCK_HEADER.format(what=what) + f"# for: {lock_key(base, requirements)}"]
+    lines = [
+        LOCK_HEADER.format(what=what)
+        + f"# for: {lock_key(base)}; requires: {' '.join(requirements)}"
+    ]
     lines += [f"{w.name}=={w.version} \\\n    --hash=sha256:{w.sha256}" for w in wheels]
     path.write_text("\n".join(lines) + "\n")
 
@@ -114,18 +136,18 @@ def read_lock(path: Path, base: Base, requirements: list[str], forbid: list[str]
         (line.removeprefix("# for: ") for line in text.splitlines() if line.startswith("# for: ")),
         "",
     )
-    if key != lock_key(base, requirements):
-        raise BuildError(
-            f"{path.name} is stale or missing: it was resolved for '{key}', the spec "
-            f"now asks '{lock_key(base, requirements)}'; run "
-            "`python3 ci/image/build.py IMAGE --update-lock`"
-        )
     wheels = [
         Wheel(m[1], m[2], m[3])
         for m in re.finditer(
             r"^([A-Za-z0-9_.-]+)==(\S+) \\\n\s+--hash=sha256:([0-9a-f]{64})$", text, re.M
         )
     ]
+    stale = unmet(requirements, wheels)
+    if key.split(";")[0] != lock_key(base) or stale:
+        raise BuildError(
+            f"{path.name} is stale or missing (locked for '{key}'; not satisfied: "
+            f"{', '.join(stale) or '-'}): run `python3 ci/image/build.py IMAGE --update-lock`"
+        )
     check_forbidden(path.name, wheels, forbid)
     return wheels
 
