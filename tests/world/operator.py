@@ -154,6 +154,7 @@ class OperatorProcess:
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="owl-operator-"))
         self.ready_timeout = ready_timeout
         self.port: int | None = None
+        self.ready_port: int | None = None
         self.process: Process | None = None
         self.starts = 0
 
@@ -163,13 +164,21 @@ class OperatorProcess:
         return f"http://{LOOPBACK}:{self.port}/healthz"
 
     @property
+    def readiness(self) -> str:
+        """The readiness endpoint: 200 once the operator's watches run (``readiness.py``)."""
+        assert self.ready_port is not None, "operator not started"
+        return f"http://{LOOPBACK}:{self.ready_port}/readyz"
+
+    @property
     def log_path(self) -> Path:
         return self.log_dir / "operator.log"
 
     def start(self) -> OperatorProcess:
         self.port = free_port()
+        self.ready_port = free_port()
         command = self.world.venv("project") / "bin" / "openwebui-langfuse"
         argv: list[str | os.PathLike[str]] = [command, "run", "--liveness", self.liveness]
+        argv += ["--readiness", self.readiness]
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]
         env = {
