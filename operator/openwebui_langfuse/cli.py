@@ -47,6 +47,8 @@ def _run(args: argparse.Namespace) -> int:
             overrides["namespaces"] = ()
         if args.liveness:
             overrides["liveness"] = args.liveness
+        if args.readiness:
+            overrides["readiness"] = args.readiness
         if args.log_format:
             overrides["log_format"] = args.log_format
         if args.log_level:
@@ -134,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz "
         "(env OPENWEBUI_LANGFUSE_LIVENESS)",
+    )
+    run.add_argument(
+        "--readiness",
+        metavar="URL",
+        help="readiness endpoint, ready once the watches run, e.g. http://0.0.0.0:8081/readyz "
+        "(env OPENWEBUI_LANGFUSE_READINESS)",
     )
     run.add_argument(
         "--log-format",

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from openwebui_langfuse.readiness import parse_endpoint
+
 ENV_PREFIX = "OPENWEBUI_LANGFUSE_"
 LogFormat = Literal["text", "json"]
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -27,6 +29,8 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = False
     liveness: str | None = None
+    # URL of the readiness endpoint (``readiness.py``), e.g. http://0.0.0.0:8081/readyz.
+    readiness: str | None = None
     log_format: LogFormat = "text"
     log_level: str = "INFO"
     # How long a finalizer waits for an unreachable upstream before it lets go (deletes never
@@ -54,6 +58,11 @@ class Settings:
             )
         if self.log_format not in ("text", "json"):
             raise ConfigError("log format must be text or json")
+        if self.readiness is not None:
+            try:
+                parse_endpoint(self.readiness)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV_PREFIX}READINESS: {exc}") from None
         if self.log_level.upper() not in _LOG_LEVELS:
             raise ConfigError(f"log level must be one of {', '.join(_LOG_LEVELS)}")
         if self.pipelines_key_secret is not None:
@@ -103,6 +112,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         namespaces=namespaces,
         all_namespaces=_flag(env, "ALL_NAMESPACES", False),
         liveness=env.get(ENV_PREFIX + "LIVENESS") or None,
+        readiness=env.get(ENV_PREFIX + "READINESS") or None,
         log_format="json" if log_format == "json" else "text",
         log_level=(env.get(ENV_PREFIX + "LOG_LEVEL", "INFO").strip() or "INFO").upper(),
         delete_timeout=_seconds(env, "DELETE_TIMEOUT", 60.0),

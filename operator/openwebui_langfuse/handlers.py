@@ -11,18 +11,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp.web
 import kopf
 
 from openwebui_langfuse.config import Settings
-from openwebui_langfuse.kube import KubeApi, KubeCredentials, KubeError, credentials_of
+from openwebui_langfuse.kube import (
+    KubeApi,
+    KubeClient,
+    KubeCredentials,
+    KubeError,
+    credentials_of,
+)
 from openwebui_langfuse.kube import login as kube_login
 from openwebui_langfuse.models import GROUP, PLURAL, VERSION, referenced_names
+from openwebui_langfuse.readiness import Readiness, served
+from openwebui_langfuse.readiness import serve as serve_readiness
 from openwebui_langfuse.runtime import IndexReader, Runtime, sharing_keys
 
 FINALIZER = "openwebui-langfuse.io/cleanup"
@@ -32,6 +42,7 @@ HANDLER_CLEANUP = "cleanup"
 HANDLER_SPEC_WATCH = "spec-watch"
 HANDLER_SECRET_WATCH = "secret-watch"
 HANDLER_CONFIGMAP_WATCH = "configmap-watch"
+HANDLER_READINESS = "readiness"
 # On the Secret the operator makes for the Pipelines key: who made it, for `kubectl get -l`.
 PIPELINES_KEY_LABELS = {
     "app.kubernetes.io/name": "openwebui-langfuse",
@@ -125,6 +136,36 @@ async def pipelines_key(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         logger.info("created the Pipelines API-key Secret %s/%s", namespace, name)
 
 
+@kopf.on.startup()
+async def readiness(memo: kopf.Memo, **_: Any) -> None:
+    """Serve the readiness endpoint, then check that the CRD is served before kopf looks."""
+    settings: Settings = memo["settings"]
+    state: Readiness = memo.setdefault("readiness", Readiness())
+    if settings.readiness and "readiness_server" not in memo:
+        try:
+            memo["readiness_server"] = await serve_readiness(settings.readiness, state)
+        except OSError as exc:  # e.g. the port is taken: no retry helps
+            raise kopf.PermanentError(f"cannot serve {settings.readiness}: {exc}") from None
+    # Discovery is open to every authenticated user; kopf has not logged in yet (startup).
+    try:
+        discovery = await asyncio.to_thread(_discovery)
+    except KubeError as exc:
+        if exc.status != 404:
+            raise kopf.TemporaryError(f"cannot read the API discovery: {exc}", delay=2) from None
+        discovery = {}
+    state.crd_served = served(discovery)
+    if not state.crd_served:
+        logger.warning("not ready: %s", state.reason())
+
+
+def _discovery() -> dict[str, Any]:
+    client = KubeClient(kube_login())
+    try:
+        return client.get(f"/apis/{GROUP}/{VERSION}")
+    finally:
+        client.close()
+
+
 @kopf.on.login()
 def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """kopf's plain logins (in-cluster token, then kubeconfig), shared with our status writer."""
@@ -151,6 +192,9 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()
+    server: aiohttp.web.AppRunner | None = memo.get("readiness_server")
+    if server is not None:
+        await server.cleanup()
 
 
 def _emit(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -203,6 +247,16 @@ def _reader(indices: Mapping[str, Any]) -> IndexReader:
 
 
 # -- triggers -----------------------------------------------------------------------------------
+
+
+@kopf.on.event("configmaps", id=HANDLER_READINESS)
+def watching(memo: kopf.Memo, **_: Any) -> None:
+    """kopf runs no handler before every watched list is in: the first event means ready
+    (``readiness``: every namespace has a ConfigMap, so one comes at once)."""
+    state: Readiness | None = memo.get("readiness")
+    if state is not None and not state.watching:
+        state.watching = True
+        logger.info("watching: ready")
 
 
 @kopf.daemon(*LFT, id=HANDLER_WORKER, cancellation_timeout=5.0)
