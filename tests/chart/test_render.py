@@ -61,7 +61,10 @@ def test_defaults_render_the_whole_stack(helm: Helm) -> None:
         "CustomResourceDefinition/langfusetracings.openwebui-langfuse.io",
         "Deployment/owl-openwebui-langfuse-operator",
         "Deployment/owl-openwebui-langfuse-pipelines",
+        "NetworkPolicy/owl-openwebui-langfuse-operator",
+        "NetworkPolicy/owl-openwebui-langfuse-operator-egress",
         "NetworkPolicy/owl-openwebui-langfuse-pipelines",
+        "NetworkPolicy/owl-openwebui-langfuse-pipelines-egress",
         "Role/owl-openwebui-langfuse-operator",
         "RoleBinding/owl-openwebui-langfuse-operator",
         "Secret/owl-openwebui-langfuse-pipelines-api-key",
@@ -73,7 +76,7 @@ def test_defaults_render_the_whole_stack(helm: Helm) -> None:
     assert pipelines["spec"]["strategy"] == {"type": "Recreate"}
     container = pipelines["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "ghcr.io/open-webui/pipelines:git-039f9c5"
-    for probe in ("startupProbe", "readinessProbe"):
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/", "port": "http"}
     assert container["ports"] == [{"name": "http", "containerPort": 9099, "protocol": "TCP"}]
     secret = by_kind(docs, "Secret")[0]
@@ -91,6 +94,7 @@ def test_operator_deployment_follows_the_process_contract(helm: Helm) -> None:
     assert env == {
         "OPENWEBUI_LANGFUSE_NAMESPACES": "tracing",
         "OPENWEBUI_LANGFUSE_LIVENESS": "http://0.0.0.0:8080/healthz",
+        "OPENWEBUI_LANGFUSE_READINESS": "http://0.0.0.0:8081/readyz",
         "OPENWEBUI_LANGFUSE_LOG_FORMAT": "text",
         "OPENWEBUI_LANGFUSE_LOG_LEVEL": "INFO",
         # The operator's bounds, as documented chart values (operator.deleteTimeout, ...).
@@ -99,6 +103,9 @@ def test_operator_deployment_follows_the_process_contract(helm: Helm) -> None:
         "OPENWEBUI_LANGFUSE_MAX_BACKOFF": "60",
     }
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": 8080, "ready": 8081}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert spec["serviceAccountName"] == "owl-openwebui-langfuse-operator"
@@ -306,8 +313,13 @@ def test_rbac_cluster_wide(helm: Helm) -> None:
 # -- network policy, images --------------------------------------------------------------------
 
 
+def _policy(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (policy,) = [d for d in by_kind(docs, "NetworkPolicy") if d["metadata"]["name"] == name]
+    return policy
+
+
 def test_network_policy_admits_open_webui_and_the_operator_only(helm: Helm) -> None:
-    (policy,) = by_kind(documents(helm.template(*FIXED_KEY)), "NetworkPolicy")
+    policy = _policy(documents(helm.template(*FIXED_KEY)), "owl-openwebui-langfuse-pipelines")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
@@ -330,7 +342,7 @@ def test_digests_pvc_and_peers(helm: Helm) -> None:
     ]
     (claim,) = by_kind(docs, "PersistentVolumeClaim")
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
-    (policy,) = by_kind(docs, "NetworkPolicy")
+    policy = _policy(docs, "owl-openwebui-langfuse-pipelines")
     peers = policy["spec"]["ingress"][0]["from"]
     assert peers[0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "open-webui"
@@ -556,7 +568,9 @@ def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 # Maps whose default has keys but which are documented as one value (objects passed through).
-_OBJECT_VALUES = re.compile(r".*(resources|SecurityContext|securityContext|Probe|podSelector)$")
+_OBJECT_VALUES = re.compile(
+    r".*(resources|SecurityContext|securityContext|Probe|podSelector|namespaceSelector)$"
+)
 
 
 def _is_documented_map(path: str) -> bool:
