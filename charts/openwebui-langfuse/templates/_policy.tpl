@@ -13,7 +13,8 @@ Reasons must not contain "=" (checkov splits on it).
 {{- $apiToken := "the pod calls the Kubernetes API with its ServiceAccount token (least-privilege RBAC; Pipelines mounts none)" }}
 {{- dict
   "cpu-limit" (dict "checkov" "CKV_K8S_11" "kubeScore" "container-resources" "reason" $noCPULimit)
-  "pull-policy" (dict "checkov" "CKV_K8S_15" "kubeScore" "container-image-pull-policy" "reason" $pullPolicy)
+  "pull-policy" (dict "kubeScore" "container-image-pull-policy" "reason" $pullPolicy)
+  "pull-policy-by-tag" (dict "checkov" "CKV_K8S_15" "reason" $pullPolicy)
   "digest" (dict "checkov" "CKV_K8S_43" "reason" $digest)
   "api-token" (dict "checkov" "CKV_K8S_38" "reason" $apiToken)
   "pipelines-key-env" (dict "checkov" "CKV_K8S_35" "reason" "PIPELINES_API_KEY as an environment variable from a Secret: the only way Pipelines reads its key")
@@ -27,13 +28,17 @@ Reasons must not contain "=" (checkov splits on it).
 {{/*
 The annotations of one workload's exceptions. Pass (dict "exceptions" (list "cpu-limit" ...)
 "image" .Values.<component>.image): the image decides the digest and pull-policy exceptions,
-which apply only while the image has no digest and is not pulled Always.
+which apply only while they hold: checkov accepts IfNotPresent for an image pinned by digest,
+kube-score does not.
 */}}
 {{- define "openwebui-langfuse.policy.annotations" -}}
 {{- $all := include "openwebui-langfuse.policy.exceptions" . | fromJson }}
 {{- $names := .exceptions }}
 {{- if not .image.digest }}{{ $names = append $names "digest" }}{{ end }}
-{{- if ne .image.pullPolicy "Always" }}{{ $names = append $names "pull-policy" }}{{ end }}
+{{- if ne .image.pullPolicy "Always" }}
+{{- $names = append $names "pull-policy" }}
+{{- if not .image.digest }}{{ $names = append $names "pull-policy-by-tag" }}{{ end }}
+{{- end }}
 {{- $kubeScore := list }}
 {{- $n := 0 }}
 {{- range $names }}
