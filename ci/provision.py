@@ -256,6 +256,13 @@ class Provisioner:
         final = self.part("healthtool", f"healthtool-{digest}", build)
         self.manifest["bin"]["healthtool"] = str(final / "bin" / "healthtool")
 
+    def kube_score(self) -> None:
+        """kube-score, one of the two policy scanners the chart tests run on every render."""
+        version = self.v["KUBE_SCORE_VERSION"]
+        self.go_install("kube-score", f"kube-score-{version}", {
+            "kube-score": f"github.com/zegl/kube-score/cmd/kube-score@v{version}",
+        }, ldflags=f"-s -w -X main.version={version}")
+
     # -- Python parts --------------------------------------------------------------------------
 
     def venv(self, step: str, out: Path) -> Path:
@@ -323,6 +330,18 @@ class Provisioner:
         self.manifest["venv"]["pipelines"] = str(final)
         self.manifest["path"]["pipelines_app_dir"] = str(app_dirs[0])
 
+    def checkov(self) -> None:
+        """checkov, the other policy scanner, in a virtualenv of its own: it pins about a
+        hundred packages of its own, which must not decide the project's versions."""
+        version = self.v["CHECKOV_VERSION"]
+
+        def build(out: Path) -> None:
+            pip = self.venv("checkov", out)
+            self.run("checkov", [str(pip), "install", "--quiet", f"checkov=={version}"])
+
+        final = self.part("checkov", f"checkov-{version}", build)
+        self.manifest["bin"]["checkov"] = str(final / "bin" / "checkov")
+
     # -- orchestration -------------------------------------------------------------------------
 
     def write_manifest(self) -> Path:
@@ -342,8 +361,8 @@ class Provisioner:
 LANES: dict[str, list[str]] = {
     # Go builds use both cores each: one after another. Python installs are mostly network
     # and unpacking, so they run beside the Go lane.
-    "go": ["kubernetes", "etcd", "kwok", "helm", "helm_docs", "healthtool"],
-    "python": ["project", "pipelines", "open_webui"],
+    "go": ["kubernetes", "etcd", "kwok", "helm", "helm_docs", "healthtool", "kube_score"],
+    "python": ["project", "pipelines", "open_webui", "checkov"],
 }
 
 
