@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-# Kernel and runtime file systems: the directories stay (mount points), their content never
-# belongs to an image (mmdebstrap's /dev nodes, anything a hook left in /tmp or /run).
-MOUNT_POINTS = ("dev", "proc", "sys", "tmp", "run")
+# Kernel file systems: the directories stay (mount points), their content never belongs to an
+# image (mmdebstrap's /dev nodes; the runtime mounts /dev, /proc and /sys).
+MOUNT_POINTS = ("dev", "proc", "sys")
 GZIP_LEVEL = 6  # zlib's default: 3x faster than 9 here for 2 % more bytes; fixed for digests
 
 # What identifies a file's state between two snapshots without reading it: a rewrite changes
