@@ -263,6 +263,56 @@ class Provisioner:
             "kube-score": f"github.com/zegl/kube-score/cmd/kube-score@v{version}",
         }, ldflags=f"-s -w -X main.version={version}")
 
+    def syft(self) -> None:
+        """syft, the SBOM generator ci/image/build.py runs on every image it builds."""
+        version = self.v["SYFT_VERSION"]
+        self.go_install(
+            "syft",
+            f"syft-{version}",
+            {"syft": f"github.com/anchore/syft/cmd/syft@v{version}"},
+            ldflags=f"-s -w -X main.version={version}",
+        )
+
+    # -- Debian packages -----------------------------------------------------------------------
+
+    def release_apt(self) -> None:
+        """What building and running the images needs from the host's Debian (root: apt).
+
+        Checked with dpkg-query; apt-get runs (update once, then install) only for a package
+        missing or at another version, so a warm run never touches the network.
+        """
+        pins = shlex.split(self.v["RELEASE_APT_PACKAGES"])
+        missing = [pin for pin in pins if not self._dpkg_has(*pin.split("=", 1))]
+        if missing:
+            if os.geteuid() != 0:
+                raise StepFailed(f"step 'release-apt': {' '.join(missing)} missing and "
+                                 "apt-get needs root")
+            say(f"[provision] {'release-apt':<16} installing {' '.join(missing)} ... "
+                f"(log: {self.logs / 'release-apt.log'})")
+            started = time.monotonic()
+            env = {"DEBIAN_FRONTEND": "noninteractive"}
+            self.run("release-apt", ["apt-get", "update", "-q"], env=env)
+            self.run("release-apt", ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                                     *missing], env=env)
+            still = [pin for pin in missing if not self._dpkg_has(*pin.split("=", 1))]
+            if still:
+                raise StepFailed(f"step 'release-apt': still not installed: {' '.join(still)}")
+            say(f"[provision] {'release-apt':<16} done     in {time.monotonic() - started:6.1f}s")
+        else:
+            say(f"[provision] {'release-apt':<16} cached   {len(pins)} Debian packages")
+        for binary in ("mmdebstrap", "bwrap", "umoci"):
+            found = shutil.which(binary)
+            if not found:
+                raise StepFailed(f"step 'release-apt': {binary} not on PATH after install")
+            self.manifest["bin"][binary] = found
+
+    @staticmethod
+    def _dpkg_has(package: str, version: str) -> bool:
+        out = subprocess.run(["dpkg-query", "--show", "--showformat",
+                              "${db:Status-Status} ${Version}", package],
+                             capture_output=True, text=True, check=False).stdout
+        return out == f"installed {version}"
+
     # -- Python parts --------------------------------------------------------------------------
 
     def venv(self, step: str, out: Path) -> Path:
@@ -361,8 +411,19 @@ class Provisioner:
 LANES: dict[str, list[str]] = {
     # Go builds use both cores each: one after another. Python installs are mostly network
     # and unpacking, so they run beside the Go lane.
-    "go": ["kubernetes", "etcd", "kwok", "helm", "helm_docs", "healthtool", "kube_score"],
-    "python": ["project", "pipelines", "open_webui", "checkov"],
+    "go": [
+        "kubernetes",
+        "etcd",
+        "kwok",
+        "helm",
+        "helm_docs",
+        "healthtool",
+        "kube_score",
+        # The images' SBOM tool: only ci/image/build.py and tests/release need it.
+        "syft",
+    ],
+    # release_apt first: apt-get holds the dpkg lock briefly and needs no CPU.
+    "python": ["release_apt", "project", "pipelines", "open_webui", "checkov"],
 }
 
 
