@@ -36,6 +36,11 @@ from tests.world.proc import (
     tail,
 )
 
+# kwok's node template reports cpu, memory and pods only; real nodes also report
+# ephemeral-storage, and the scheduler refuses pods that request it (the chart's pods do) on a
+# node without it.
+NODE_PARAMS = ("--param", '.allocatable["ephemeral-storage"]="100Gi"')
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
@@ -223,7 +228,9 @@ class Cluster:
 
         started = time.monotonic()
         if self.nodes:
-            result = self._kwokctl("scale", "node", "--replicas", str(self.nodes), timeout=60)
+            result = self._kwokctl(
+                "scale", "node", "--replicas", str(self.nodes), *NODE_PARAMS, timeout=60
+            )
             if result.returncode != 0:
                 raise self._failure(f"kwokctl scale node failed (exit {result.returncode})")
         remaining = max(10.0, self.start_timeout - self.timings["create"])
