@@ -163,20 +163,6 @@ def test_every_exception_has_its_reason_in_the_annotation_and_the_readme(scan: S
     assert not problems, "\n".join(problems)
 
 
-def test_kept_findings_are_the_listed_ones(scan: Scan) -> None:
-    """The exceptions, as the closing note lists them (printed with -rP)."""
-    kept = sorted(
-        {
-            (s.tool, s.check, s.component)
-            for docs in scan.docs.items()
-            for s in scanners.skips(*docs)
-        }
-    )
-    for tool, check, component in kept:
-        print(f"{tool:10} {check:30} {component}")
-    assert {c for _, c, _ in kept} >= {"CKV_K8S_11", "container-resources"}
-
-
 def _containers(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (f"{d['kind']}/{d['metadata']['name']}", c)
