@@ -1,9 +1,10 @@
 """Register (and remove) the Pipelines server as an OpenAI-API connection in Open WebUI.
 
-This is DESIGN §4 step 5. Open WebUI has no per-connection API: its connections are parallel
-lists (URLs, keys) plus a dict of per-connection configs keyed by the *index* as a string, and
-``POST /openai/config/update`` replaces all of it. So every change is read-modify-write of the
-whole object, and the pure functions below (config in, config out) carry the rules:
+This is step 5 of docs/design.md, "Reconcile". Open WebUI has no per-connection API: its
+connections are parallel lists (URLs, keys) plus a dict of per-connection configs keyed by the
+*index* as a string, and ``POST /openai/config/update`` replaces all of it. So every change is
+read-modify-write of the whole object, and the pure functions below (config in, config out)
+carry the rules:
 
 * **Which entry is ours.** The first entry whose URL is the connection URL after normalising:
   scheme and host lower-cased, default port dropped, trailing ``/`` removed, and a trailing
@@ -12,19 +13,19 @@ whole object, and the pure functions below (config in, config out) carry the rul
   server, so the connection that the official open-webui chart writes for its own Pipelines
   (``http://<release>-pipelines.<ns>.svc.cluster.local:9099``) is adopted, not duplicated. The
   short forms ``p`` and ``p.ns`` depend on the namespace of whoever resolves them and are
-  compared as written. Pipelines serves every route both with and without ``/v1`` (reference
-  pipelines-api.md §3), so ``http://p:9099`` and ``http://p:9099/v1/`` are the same server; a
-  person's entry written either way is adopted (and its URL string left as they wrote it)
-  instead of adding a duplicate.
+  compared as written. Pipelines serves every route both with and without ``/v1``
+  (docs/upstream/pipelines.md, "Routes"), so ``http://p:9099`` and ``http://p:9099/v1/`` are
+  the same server; a person's entry written either way is adopted (and its URL string left as
+  they wrote it) instead of adding a duplicate.
 * **What ours must look like.** A non-empty key (the Pipelines key); config ``enable: true``;
   no ``model_ids`` (Open WebUI then never asks Pipelines for ``/models``, so no filter is ever
   found), no ``prefix_id`` (filter ids get the prefix and every inlet call answers 404, which
   breaks every chat), ``auth_type`` absent or ``bearer`` (any other type stops Open WebUI from
   sending the key when it lists models, so Pipelines answers 401). Every other key of its
-  config is kept. Reference openwebui-api.md §1.2.
+  config is kept. See docs/upstream/open-webui.md, "Per-connection config".
 * **Everything else is untouched**: other connections, their keys and configs, byte for byte.
   ``ENABLE_OPENAI_API`` is always sent as ``true`` (leaving it out stores ``null``, which turns
-  every OpenAI connection off, reference §1.1).
+  every OpenAI connection off, docs/upstream/open-webui.md, "The OpenAI connection config").
 * **Removal** drops our entry and shifts the configs of higher indexes down by one, so every
   other connection keeps its own config.
 
@@ -76,7 +77,8 @@ __all__ = [
     "remove_connection_with",
 ]
 
-#: Keys of a connection's config that silently disable the filters (reference §1.2).
+#: Keys of a connection's config that silently disable the filters
+#: (docs/upstream/open-webui.md, "Per-connection config").
 FORBIDDEN_CONFIG_KEYS = ("model_ids", "prefix_id")
 
 #: How often the read-compare-write loop starts over when the config keeps changing under it.
@@ -162,8 +164,8 @@ class ConnectionPlan:
 def _aligned(config: OpenAIConfig) -> OpenAIConfig:
     """A deep copy with the keys list as long as the URL list, as Open WebUI itself stores it.
 
-    Open WebUI cuts or pads the keys with ``""`` on update (reference §1.1), so a short keys
-    list is not a difference worth a write.
+    Open WebUI cuts or pads the keys with ``""`` on update (docs/upstream/open-webui.md,
+    "The OpenAI connection config"), so a short keys list is not a difference worth a write.
     """
     n = len(config.base_urls)
     keys = list(config.keys[:n]) + [""] * max(0, n - len(config.keys))
@@ -544,7 +546,8 @@ async def _confirm(
     assert plan.idx is not None
     idx = plan.idx
     done = "; ".join(plan.changes) if plan.changes else "already registered as required"
-    # Chats use Open WebUI's cached model list; filters only take part after a refresh (§3.3).
+    # Chats use Open WebUI's cached model list; filters only take part after a refresh
+    # (docs/upstream/open-webui.md, "How filters run in a chat").
     await client.refresh_models()
     detected = await client.list_pipelines_connections()
     if not any(conn.idx == idx for conn in detected):

@@ -63,7 +63,7 @@ logger = logging.getLogger("openwebui_langfuse")
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """All kopf settings, each with its reason."""
-    # The project's own names, not kopf's defaults (DESIGN §2).
+    # The project's own names, not kopf's defaults (docs/design.md, "Names").
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX

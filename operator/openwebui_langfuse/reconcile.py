@@ -1,4 +1,4 @@
-"""One idempotent reconcile pass of a LangfuseTracing (DESIGN §4), and its cleanup.
+"""One idempotent reconcile pass of a LangfuseTracing (docs/design.md, "Reconcile"), and cleanup.
 
 No kopf here: the pass takes its inputs (the raw spec, the previous status, a reader of
 Secrets/ConfigMaps) and its upstream clients as Protocols, and returns the new status plus what

@@ -18,8 +18,9 @@ Where the settings come from:
 
 Reading back: ``GET /api/public/v2/observations`` (Langfuse v4, and what the v5 SDK reads), and
 when that answers 404 (a Langfuse v3 server) ``GET /api/public/observations`` plus
-``GET /api/public/traces/{id}`` (reference langfuse-api.md §2.5). The marker is found in the
-generation's input, so the filter must capture message content (the bundled filter's default).
+``GET /api/public/traces/{id}`` (docs/upstream/langfuse.md, "Reading data back"). The marker is
+found in the generation's input, so the filter must capture message content (the bundled
+filter's default).
 
 Nothing secret is printed: not the keys, not the password, not a token, not a response body
 (only the ``detail`` field of an Open WebUI error and the trace's own input and output, which

@@ -3,10 +3,11 @@
 Credentials go through ``langfuse.api.AsyncLangfuseAPI``, the SDK's low-level generated client,
 on the operator's own ``httpx.AsyncClient``: it keeps no process-global state, unlike the
 tracing client ``langfuse.Langfuse``, which caches one instance per public key for the whole
-process and would keep checking an old secret after a rotation (reference/langfuse-api.md §1.2).
-Its automatic retries are switched off: the operator retries with its own backoff, and three
-silent attempts would triple the latency of a check. The ingestion-mode probe is plain httpx
-because the SDK (v5) has no call for the legacy trace list (§2.5).
+process and would keep checking an old secret after a rotation (docs/upstream/langfuse.md,
+"SDK client lifecycle"). Its automatic retries are switched off: the operator retries with its
+own backoff, and three silent attempts would triple the latency of a check. The ingestion-mode
+probe is plain httpx because the SDK (v5) has no call for the legacy trace list
+(docs/upstream/langfuse.md, "Reading data back").
 
 Every failure maps to its own ``reason`` (a condition reason) and says whether it is temporary.
 No response body, header or key ever reaches a message.
@@ -174,7 +175,9 @@ class LangfuseClient:
         return LangfuseProject(id=str(first.id), name=str(first.name))
 
     async def ingestion_mode(self) -> IngestionMode:
-        """Detect a Langfuse v4 server in events_only mode (reference §4 step 3).
+        """Detect a Langfuse v4 server in events_only mode.
+
+        See docs/upstream/langfuse.md, "Reading data back".
 
         Such a server answers the v1 trace list with a 404 naming events_only before it even
         checks credentials, so the probe sends none. Anything else unexpected is ``unknown``:

@@ -4,9 +4,10 @@ The module owns every URL, timeout, the authentication dance and the mapping of 
 failures to typed errors. It never logs or embeds a request or response body, a key, a password
 or a token: error messages name the call and the HTTP status only.
 
-Facts this rests on: shared/reference/openwebui-api.md §1 (the ``/openai/config`` object),
-§1.4 (admin calls answer 401 for a wrong role; sign-in answers 400 for a bad password),
-§3 (the pipelines proxy and model lists) and §3.4 (default model metadata).
+Facts this rests on (docs/upstream/open-webui.md, "The OpenAI connection config", "Admin
+authentication", "Pipelines detection and the proxy" and "Usage capability"): the
+``/openai/config`` object, admin calls answering 401 for a wrong role and sign-in 400 for a
+bad password, the pipelines proxy and model lists, the default model metadata.
 """
 
 from __future__ import annotations
@@ -252,8 +253,8 @@ class OpenWebUIClient:
     async def refresh_models(self) -> list[dict[str, Any]]:
         """``GET /api/models?refresh=true``: makes Open WebUI re-read every connection's models.
 
-        Filters only take part in chats after this (reference §3.3). Returns the chat-visible
-        models (filters are hidden from this list).
+        Filters only take part in chats after this (docs/upstream/open-webui.md, "How filters
+        run in a chat"). Returns the chat-visible models (filters are hidden from this list).
         """
         body = await self._admin_json(
             "GET", MODELS_REFRESH_PATH, params={"refresh": "true"}, timeout=self._slow
@@ -359,7 +360,8 @@ class OpenWebUIClient:
             json={"email": self._auth.email, "password": self._auth.password},
         )
         if response.status_code in (400, 401, 403):
-            # 400 is Open WebUI's answer to a wrong email or password (reference §5 table).
+            # 400 is Open WebUI's answer to a wrong email or password
+            # (docs/upstream/open-webui.md, "Admin authentication").
             raise OpenWebUIUnauthorized(
                 "sign-in refused: wrong email or password", status=response.status_code
             )

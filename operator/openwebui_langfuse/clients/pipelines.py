@@ -1,4 +1,4 @@
-"""Async client for the open-webui Pipelines server (reference/pipelines-api.md §2-§3, §7).
+"""Async client for the open-webui Pipelines server (docs/upstream/pipelines.md).
 
 Quirks it absorbs so callers need not:
 
