@@ -38,7 +38,7 @@ from tests.world.proc import free_port
 
 pytestmark = pytest.mark.world
 
-PIPELINE_ID = "lft_team_a_tracing"  # the shape of the operator's derived ids (DESIGN §3)
+PIPELINE_ID = "lft_team_a_tracing"  # the shape of derived ids (docs/design.md, "Names")
 # Short export cadence so tests wait milliseconds, not the default second.
 FAST = {"flush_interval_seconds": 0.1, "request_timeout_seconds": 2.0}
 

@@ -1,9 +1,9 @@
 """The bundled filter behind the real Open WebUI 0.12.4: the bodies it really sends.
 
-The scripted bodies of the other tests follow reference/openwebui-api.md; here Open WebUI
-itself calls the filter (Pipelines registered as a connection, the echo pipe as the model), so
-the inlet/outlet pairing of API calls, streamed answers and inlet-only title tasks is proven
-against what Open WebUI actually sends.
+The scripted bodies of the other tests follow docs/upstream/open-webui.md, "How filters run in a
+chat"; here Open WebUI itself calls the filter (Pipelines registered as a connection, the echo
+pipe as the model), so the inlet/outlet pairing of API calls, streamed answers and inlet-only
+title tasks is proven against what Open WebUI actually sends.
 """
 
 from __future__ import annotations

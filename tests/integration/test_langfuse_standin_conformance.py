@@ -2,9 +2,10 @@
 
 Every SDK call runs in a subprocess of the project venv's Python
 (`tests.peers.langfuse_standin.sdk_probe`): the v5 SDK caches one client per public key and
-installs a global OTel TracerProvider for the whole process (reference §1.2), so a
-subprocess per call is the honest isolation. If the stand-in drifted from what the SDK
-expects (auth errors, response models, OTLP layout, v2 reads), these tests fail.
+installs a global OTel TracerProvider for the whole process (docs/upstream/langfuse.md, "SDK
+client lifecycle"), so a subprocess per call is the honest isolation. If the stand-in drifted
+from what the SDK expects (auth errors, response models, OTLP layout, v2 reads), these tests
+fail.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The Langfuse stand-in's own HTTP behaviour, checked against the documented server
-answers (reference/langfuse-api.md §2 and "Summary"): auth bodies, 207 ingestion with
-merging and legacy usage, events_only, OTLP in protobuf and JSON with gzip, scores,
-reads, the request log's redaction and the HTTP control surface."""
+"""The Langfuse stand-in's own HTTP behaviour, checked against the documented server answers
+(docs/upstream/langfuse.md, "Projects", "Legacy ingestion", "OTLP ingestion" and "What the
+stand-in implements"): auth bodies, 207 ingestion with merging and legacy usage, events_only,
+OTLP in protobuf and JSON with gzip, scores, reads, the request log's redaction and the HTTP
+control surface."""
 
 from __future__ import annotations
 
@@ -156,7 +157,10 @@ def envelope(event_type: str, body: dict[str, Any], event_id: str) -> dict[str, 
 
 
 def legacy_batch() -> list[dict[str, Any]]:
-    """The shape SDK v2 sends for the upstream filter's inlet and outlet (reference §1.5)."""
+    """The shape SDK v2 sends for the upstream filter's inlet and outlet.
+
+    See docs/upstream/langfuse.md, "What the SDKs send".
+    """
     return [
         envelope(
             "trace-create",

@@ -319,7 +319,7 @@ async def test_after_registration_a_chat_runs_through_the_filter(
 async def test_usage_capability_makes_streamed_chats_ask_for_usage(
     owui_config: OpenWebUI, filter_pipelines: PipelinesServer, admin_api_key: str
 ) -> None:
-    # Reference openwebui-api.md §3.4: with the capability, Open WebUI adds
+    # docs/upstream/open-webui.md, "Usage capability": with the capability, Open WebUI adds
     # stream_options.include_usage to streamed requests; the filter's inlet sees it.
     owui, pipelines = owui_config, filter_pipelines
     pipelines.upload(ECHO_PIPE_ID).raise_for_status()

@@ -5,7 +5,7 @@ The filter file is read from ../shared/peers at run time (never copied) and serv
 loopback HTTP server, so Pipelines installs it by URL exactly as the Langfuse guide does
 (its `requirements: langfuse<3.0.0` makes Pipelines pip-install SDK 2.x on load). Its
 inlet and outlet are driven through Pipelines' HTTP routes with Open-WebUI-shaped bodies
-(reference/pipelines-api.md §3.11, §6.3).
+(docs/upstream/pipelines.md, "Filter inlet and outlet" and "The upstream Langfuse filter").
 """
 
 from __future__ import annotations

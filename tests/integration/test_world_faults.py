@@ -123,7 +123,8 @@ def test_a_taken_port_is_named(world: World, taken_port: int) -> None:
 
 @pytest.mark.world
 def test_a_pipelines_server_that_cannot_start_fails_fast_with_its_log(world: World) -> None:
-    # An invalid GLOBAL_LOG_LEVEL makes the real server fail at import (pipelines-api.md §1.2).
+    # An invalid GLOBAL_LOG_LEVEL makes the real server fail at import
+    # (docs/upstream/pipelines.md, "Running it").
     server = PipelinesServer(world, env={"GLOBAL_LOG_LEVEL": "CHATTY"}, ready_timeout=60)
     started = time.monotonic()
     try:

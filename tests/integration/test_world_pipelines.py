@@ -76,7 +76,7 @@ def test_filter_upload_full_valves_update_inlet_and_outlet(pipelines: PipelinesS
 def test_partial_valves_update_resets_other_fields_to_class_defaults(
     pipelines: PipelinesServer,
 ) -> None:
-    """The documented quirk (pipelines-api.md §3.10), observed on the real server."""
+    """The documented quirk (docs/upstream/pipelines.md, "Valves"), observed on the real server."""
     _install_filter(pipelines)
     with pipelines.client() as http:
         full = {"pipelines": ["*"], "priority": 3, "secret_key": "a", "note": "custom", "count": 7}

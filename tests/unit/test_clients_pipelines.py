@@ -1,4 +1,7 @@
-"""The Pipelines client against the real Pipelines server (pipelines-api.md §7 quirks)."""
+"""The Pipelines client against the real Pipelines server.
+
+The quirks are those of docs/upstream/pipelines.md, "Recorded responses".
+"""
 
 from __future__ import annotations
 

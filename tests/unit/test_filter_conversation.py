@@ -1,11 +1,11 @@
 """The scripted Open WebUI conversation that every bundled-filter test and the benchmark replay.
 
-Bodies follow what Open WebUI 0.12.4 sends to a Pipelines filter (reference/openwebui-api.md
-§3.3, and its `routers/pipelines.py` / `utils/middleware.py`): the inlet gets the chat payload
-with `metadata` (chat_id, message_id, session_id, task, model); background tasks (title
-generation) get an inlet only; the outlet gets `{model, messages, chat_id, session_id, id}`
-with `usage` on the assistant message. Plain API calls carry `chat_id: ""` and no message id
-at inlet time; Open WebUI mints the outlet's `id` afterwards.
+Bodies follow what Open WebUI 0.12.4 sends to a Pipelines filter (docs/upstream/open-webui.md,
+"How filters run in a chat", and its `routers/pipelines.py` / `utils/middleware.py`): the inlet
+gets the chat payload with `metadata` (chat_id, message_id, session_id, task, model); background
+tasks (title generation) get an inlet only; the outlet gets `{model, messages, chat_id,
+session_id, id}` with `usage` on the assistant message. Plain API calls carry `chat_id: ""` and
+no message id at inlet time; Open WebUI mints the outlet's `id` afterwards.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from openwebui_langfuse import filters
 
 from tests.unit.test_filter_capture import FILTER_PATH, load_filter_module
 
-# What every Pipelines image ships besides the standard library (DESIGN §6).
+# What every Pipelines image ships besides the standard library
+# (docs/design.md, "The bundled filter").
 ALLOWED_THIRD_PARTY = {"pydantic", "httpx", "requests"}
 
 

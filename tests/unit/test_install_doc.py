@@ -77,4 +77,4 @@ def test_every_reason_is_in_the_condition_table() -> None:
     doc = DOC.read_text()
     table = doc[doc.index("## 5. Conditions") : doc.index("## 6. GitOps")]
     missing = sorted(r for r in operator_reasons() if f"`{r}`" not in table)
-    assert not missing, f"docs/install.md §5 does not explain: {', '.join(missing)}"
+    assert not missing, f"docs/install.md's condition table does not explain: {', '.join(missing)}"

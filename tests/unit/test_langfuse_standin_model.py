@@ -1,5 +1,6 @@
-"""Pure rules of the Langfuse stand-in: usage/cost normalisation (reference §5), record
-merging, environment cleaning and value decoding. No server involved."""
+"""Pure rules of the Langfuse stand-in: usage/cost normalisation (docs/upstream/langfuse.md,
+"Usage and cost"), record merging, environment cleaning and value decoding. No server
+involved."""
 
 from __future__ import annotations
 

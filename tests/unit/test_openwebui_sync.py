@@ -1,7 +1,8 @@
 """sync_connection / remove_connection driven against a small in-memory Open WebUI.
 
-The fake keeps Open WebUI 0.12.4's semantics that matter here (reference openwebui-api.md
-§1.1-§1.2, §3.2): the update stores what it is sent, dropping non-index config keys; a
+The fake keeps Open WebUI 0.12.4's semantics that matter here (docs/upstream/open-webui.md,
+"The OpenAI connection config", "Per-connection config" and "Pipelines detection and the
+proxy"): the update stores what it is sent, dropping non-index config keys; a
 connection counts as Pipelines when it is enabled, has no ``model_ids`` and its key is the
 Pipelines key. The real server is exercised in tests/integration/test_openwebui_connection.py.
 """

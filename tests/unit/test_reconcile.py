@@ -1,8 +1,8 @@
 """The reconcile pass against in-memory fakes of Pipelines and Langfuse.
 
-The fakes keep the upstream quirks that matter to the pass (pipelines-api.md §7): an upload
-answers OK even when the module does not load, valves updates replace the whole object, and
-a module keeps its class defaults until the first update.
+The fakes keep the upstream quirks that matter to the pass (docs/upstream/pipelines.md,
+"Recorded responses"): an upload answers OK even when the module does not load, valves updates
+replace the whole object, and a module keeps its class defaults until the first update.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ temp ``DATA_DIR`` (SQLite), a temp ``STATIC_DIR`` (it copies assets there at sta
 otherwise write into the cached venv), a random ``WEBUI_SECRET_KEY`` and an admin created from
 ``WEBUI_ADMIN_*`` on first boot. Ready when ``GET /health`` answers 200.
 
-Offline: ``OFFLINE_MODE``/``HF_HUB_OFFLINE``/``USE_SLIM_DOCKER`` as in DESIGN §7, no Ollama,
-no version check, and HTTP(S) proxies pointing at a closed loopback port (loopback exempt), so
-any outbound call a library makes fails at once instead of waiting on DNS.
+Offline: ``OFFLINE_MODE``/``HF_HUB_OFFLINE``/``USE_SLIM_DOCKER`` as in
+docs/upstream/open-webui.md, "Running it for tests"; no Ollama, no version check, and HTTP(S)
+proxies pointing at a closed loopback port (loopback exempt), so any outbound call a library
+makes fails at once instead of waiting on DNS.
 
 Connections: an empty ``OPENAI_API_BASE_URLS`` means ``https://api.openai.com/v1`` to Open
 WebUI (config.py: empty list var -> ``OPENAI_API_BASE_URL`` -> the OpenAI URL; empty entries

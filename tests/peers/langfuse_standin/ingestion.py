@@ -1,7 +1,7 @@
 """Legacy batch ingestion (`POST /api/public/ingestion`, SDK v2 and v3/v4 scores).
 
 Each event is validated and applied on its own; the request as a whole answers 207 with
-per-event successes and errors, as the server does (reference §2.3).
+per-event successes and errors, as the server does (docs/upstream/langfuse.md, "Legacy ingestion").
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Map decoded OTLP spans onto Langfuse traces and observations.
 
-Follows the attribute names of the Langfuse SDKs (reference §1.5) and the precedence of the
-server's OTel ingestion (reference §2.4). Every span becomes one observation; trace-level
-attributes on any span upsert the trace it belongs to.
+Follows the attribute names of the Langfuse SDKs (docs/upstream/langfuse.md, "What the SDKs
+send") and the precedence of the server's OTel ingestion (docs/upstream/langfuse.md, "OTLP
+ingestion"). Every span becomes one observation; trace-level attributes on any span upsert the
+trace it belongs to.
 """
 
 from __future__ import annotations

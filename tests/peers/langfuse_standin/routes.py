@@ -1,4 +1,7 @@
-"""The Langfuse public API routes the stand-in serves (reference "Summary")."""
+"""The Langfuse public API routes the stand-in serves.
+
+See docs/upstream/langfuse.md, "What the stand-in implements".
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Drive the real `langfuse` SDK (v5, project venv) against a Langfuse server, in a
 process of its own.
 
-The v3+ SDK keeps process-global state (one client per public key, a global OTel
-TracerProvider, atexit hooks; reference §1.2), so conformance runs it in a subprocess:
-nothing leaks into the test process or between tests. The secret key comes from the
+The v3+ SDK keeps process-global state (one client per public key, a global OTel TracerProvider,
+atexit hooks; docs/upstream/langfuse.md, "SDK client lifecycle"), so conformance runs it in a
+subprocess: nothing leaks into the test process or between tests. The secret key comes from the
 environment (`PROBE_SECRET_KEY`), never from argv; the result is one JSON line on stdout.
 
     python -m tests.peers.langfuse_standin.sdk_probe auth-check --host URL --public-key PK

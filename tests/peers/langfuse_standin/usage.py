@@ -1,4 +1,7 @@
-"""Usage and cost normalisation, as the Langfuse worker applies it (reference §5)."""
+"""Usage and cost normalisation, as the Langfuse worker applies it.
+
+See docs/upstream/langfuse.md, "Usage and cost".
+"""
 
 from __future__ import annotations
 

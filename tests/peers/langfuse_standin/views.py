@@ -1,5 +1,6 @@
-"""Read models of the public API: v1 traces/observations (paged) and v2 observations
-(field groups, cursor), projected from stored records (reference §2.5)."""
+"""Read models of the public API: v1 traces/observations (paged) and v2 observations (field
+groups, cursor), projected from stored records (docs/upstream/langfuse.md, "Reading data
+back")."""
 
 from __future__ import annotations
 
