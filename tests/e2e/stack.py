@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.cluster import Cluster
 from tests.world.manifest import World
 from tests.world.open_webui import OpenWebUI
-from tests.world.operator import CHART, OperatorProcess, token_kubeconfig
+from tests.world.operator import CHART, Launcher, OperatorProcess, token_kubeconfig
 from tests.world.pipelines import PipelinesServer
 from tests.world.poll import wait_for
 
@@ -139,7 +139,14 @@ class Stack:
         *,
         say: Callable[[str], None] = lambda line: None,
         openwebui_auth: str = "credentials",
+        chart: Sequence[str] = (str(CHART),),
+        operator_launcher: Launcher | None = None,
     ) -> None:
+        # What `helm install` installs: the source tree's chart, or e.g. ("oci://...",
+        # "--version", "X") from a registry; and how the operator runs (the source tree, or
+        # the released image).
+        self.chart = list(chart)
+        self.operator_launcher = operator_launcher
         self.world = world
         self.cluster = cluster
         self.open_webui = open_webui
@@ -215,7 +222,7 @@ class Stack:
         values_file.write_text(yaml.safe_dump(merged))
         waiting = ["--wait", "--timeout", "2m"] if wait else []
         out = _ok(
-            self.helm("install", RELEASE, str(CHART), "--values", str(values_file), *waiting),
+            self.helm("install", RELEASE, *self.chart, "--values", str(values_file), *waiting),
             "helm install",
         )
         self.installed = True
@@ -304,7 +311,12 @@ class Stack:
         # a free loopback port for the liveness endpoint.
         env = self.operator_env()
         self.operator = OperatorProcess(
-            self.world, kubeconfig, [self.namespace], env=env, log_dir=log_dir
+            self.world,
+            kubeconfig,
+            [self.namespace],
+            env=env,
+            log_dir=log_dir,
+            launcher=self.operator_launcher,
         ).start()
         return self.operator
 

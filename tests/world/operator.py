@@ -16,7 +16,8 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ RBAC_TEMPLATES = (
     "templates/operator-rbac-rolebinding.yaml",
     "templates/operator-rbac-clusterrole.yaml",
     "templates/operator-rbac-clusterrolebinding.yaml",
+    # Only rendered while the operator makes the Pipelines key (no existingSecret, no value).
+    "templates/operator-rbac-keyrole.yaml",
+    "templates/operator-rbac-keyrolebinding.yaml",
 )
 
 
@@ -134,6 +138,28 @@ def token_kubeconfig(cluster: Cluster, namespace: str, service_account: str, pat
     return path
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How one operator command is started: its argv, environment and uid."""
+
+    argv: list[str]
+    env: dict[str, str]
+    user: int | None = None
+
+
+# From the command's argv and environment to how it runs: the source tree's virtualenv by
+# default, or e.g. the released image in a sandbox (tests/release).
+Launcher = Callable[[list[str], dict[str, str]], Launch]
+
+
+def from_source_tree(world: World) -> Launcher:
+    def launch(argv: list[str], env: dict[str, str]) -> Launch:
+        command = world.venv("project") / "bin" / argv[0]
+        return Launch([str(command), *argv[1:]], env)
+
+    return launch
+
+
 class OperatorProcess:
     """``openwebui-langfuse run`` on the cluster; ready when its liveness endpoint answers."""
 
@@ -146,8 +172,10 @@ class OperatorProcess:
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         ready_timeout: float = 60.0,
+        launcher: Launcher | None = None,
     ) -> None:
         self.world = world
+        self.launcher = launcher or from_source_tree(world)
         self.kubeconfig = kubeconfig
         self.namespaces = list(namespaces)
         self.extra_env = dict(env or {})
@@ -176,8 +204,7 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         self.port = free_port()
         self.ready_port = free_port()
-        command = self.world.venv("project") / "bin" / "openwebui-langfuse"
-        argv: list[str | os.PathLike[str]] = [command, "run", "--liveness", self.liveness]
+        argv = ["openwebui-langfuse", "run", "--liveness", self.liveness]
         argv += ["--readiness", self.readiness]
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]
@@ -187,13 +214,15 @@ class OperatorProcess:
             "OPENWEBUI_LANGFUSE_LOG_LEVEL": "INFO",
             **self.extra_env,
         }
+        launch = self.launcher(argv, env)
         self.starts += 1
         # The log is appended to: a restarted operator keeps the earlier run's lines.
         self.process = Process(
             "operator",
-            argv,
+            launch.argv,
             log_path=self.log_path,
-            env=env,
+            env=launch.env,
+            user=launch.user,
             cwd=self.log_dir,
             ready=self._ready,
             ready_timeout=self.ready_timeout,

@@ -195,8 +195,11 @@ class Process:
         ready_timeout: float = 60.0,
         ready_what: str = "ready",
         stop_timeout: float = 10.0,
+        user: int | None = None,
     ) -> None:
         self.name = name
+        # Run as this uid (and the same gid, no supplementary groups), as a pod's runAsUser.
+        self.user = user
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
         self.cwd = cwd
@@ -237,6 +240,11 @@ class Process:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    **(
+                        {"user": self.user, "group": self.user, "extra_groups": []}
+                        if self.user is not None
+                        else {}
+                    ),
                 )
             except OSError as exc:
                 raise StartupError(f"{self.name}: cannot run {self.argv[0]}: {exc}") from None
