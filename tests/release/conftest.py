@@ -81,8 +81,14 @@ def head_commit() -> str:
     ).stdout.strip()
 
 
-def build_image(name: str, output: Path, commit: str, *, sbom: bool = True) -> BuiltImage:
-    """Run the builder as the release does; a failure shows the end of its output."""
+def build_image(
+    name: str, output: Path, commit: str, *, sbom: bool = True, offline: bool = False
+) -> BuiltImage:
+    """Run the builder as the release does; a failure shows the end of its output.
+
+    ``offline`` runs it in a network namespace of its own (loopback only, down): a build with
+    warm caches must not need the network.
+    """
     canaries = (f"sk-lf-{uuid.uuid4()}", f"owl-canary-{secrets.token_hex(16)}")
     env = {
         **os.environ,
@@ -93,6 +99,8 @@ def build_image(name: str, output: Path, commit: str, *, sbom: bool = True) -> B
     argv = [sys.executable, str(BUILD), name, "--output", str(output), "--commit", commit]
     if not sbom:
         argv.append("--no-sbom")
+    if offline:
+        argv = ["unshare", "--net", *argv]
     started = time.monotonic()
     proc = subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
