@@ -9,7 +9,7 @@ makes is checked against the chart's RBAC.
 How the pieces meet: the chart generates the Pipelines API key into a Secret and the local
 Pipelines server is started with that key (as the chart's pod would read it). The
 ``LangfuseTracing`` names loopback URLs for Pipelines, Open WebUI and Langfuse, since pod IPs lead
-nowhere on kwok (DESIGN §7).
+nowhere on kwok (docs/design.md, "The test world").
 
 The cluster, Open WebUI and the stand-in are handed in (pytest fixtures own them in the tests,
 the demo starts its own); the stack starts and stops the rest: the Helm release, Pipelines and
