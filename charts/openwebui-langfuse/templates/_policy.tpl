@@ -10,7 +10,7 @@ Reasons must not contain "=" (checkov splits on it).
 {{- $noCPULimit := "no CPU limit: throttling a reconciler or a server on the chat path hurts more than it protects (CPU and memory requests and memory limits are set)" }}
 {{- $pullPolicy := "imagePullPolicy IfNotPresent: images are pinned (a fixed tag, and a digest in the released chart), so Always only makes every pod start depend on the registry; set image.pullPolicy to Always to re-check registry credentials on every start" }}
 {{- $digest := "no digest in a render of the source tree: digests come from the release (ci/release sets image.digest in the packaged chart), and a digest given in values is used" }}
-{{- $apiToken := "the pod calls the Kubernetes API with its ServiceAccount token (least-privilege RBAC; Pipelines mounts none)" }}
+{{- $apiToken := "the pod calls the Kubernetes API with its ServiceAccount token (namespaced RBAC: the operator's, which the helm test Job shares, reads every Secret of the namespaces it serves; the pre-delete hook's only LangfuseTracings; Pipelines mounts none)" }}
 {{- dict
   "cpu-limit" (dict "checkov" "CKV_K8S_11" "kubeScore" "container-resources" "reason" $noCPULimit)
   "pull-policy" (dict "kubeScore" "container-image-pull-policy" "reason" $pullPolicy)
