@@ -1,11 +1,12 @@
 """Release fixtures: the project's images, built once per session by ci/image/build.py.
 
-``operator_image`` builds the operator image of the commit checked out when the session
-starts (pinned by sha, so a commit landing meanwhile changes nothing) into a session temp
-directory: the OCI layout, its digest, the build's info JSON and the SPDX SBOM. The build runs
-with canary secrets in its environment, which must never reach the image
-(``BuiltImage.canaries``). ``operator_rootfs`` is that image unpacked by umoci (an independent
-reader of the layout) into a directory any uid can traverse, for ``sandbox.run_in_image``.
+``operator_image`` and ``pipelines_image`` build their image of the commit checked out when
+the session starts (pinned by sha, so a commit landing meanwhile changes nothing) into a
+session temp directory: the OCI layout, its digest, the build's info JSON and the SPDX SBOM.
+Each build runs with canary secrets in its environment, which must never reach the image
+(``BuiltImage.canaries``). ``operator_rootfs`` and ``pipelines_rootfs`` are those images
+unpacked by umoci (an independent reader of the layout) into a directory any uid can
+traverse, for ``sandbox.run_in_image``.
 
 Registry and install tests share these fixtures: push ``operator_image.layout`` (tag
 ``operator_image.tag``) and pin ``operator_image.digest``.
@@ -144,3 +145,13 @@ def unpack(image: BuiltImage) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def operator_rootfs(operator_image: BuiltImage) -> Iterator[Path]:
     yield from unpack(operator_image)
+
+
+@pytest.fixture(scope="session")
+def pipelines_image(tmp_path_factory: pytest.TempPathFactory, release_commit: str) -> BuiltImage:
+    return build_image("pipelines", tmp_path_factory.mktemp("pipelines-image"), release_commit)
+
+
+@pytest.fixture(scope="session")
+def pipelines_rootfs(pipelines_image: BuiltImage) -> Iterator[Path]:
+    yield from unpack(pipelines_image)

@@ -6,63 +6,25 @@ run with bubblewrap read-only, as uid 10001 and as an arbitrary uid without a pa
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
-import subprocess
 import tomllib
-from functools import cache
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 
-from tests.release.conftest import ROOT, BuiltImage, build_image
-from tests.release.sandbox import run_in_image
+from tests.release.conftest import BuiltImage, build_image
+from tests.release.contents import (
+    SECRET_PATTERNS,
+    SITE,
+    commit_time,
+    committed,
+    paths,
+    purl_packages,
+    run,
+)
 
 pytestmark = [pytest.mark.world, pytest.mark.timeout(900)]
-
-SITE = "usr/local/lib/python3.11/dist-packages"
-# Langfuse keys are pk-lf-/sk-lf- and a UUID; PEM private keys of any kind.
-SECRET_PATTERNS = [
-    re.compile(rb"sk-lf-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
-    re.compile(rb"PIPELINES_API_KEY=[^\s\"'$]+"),
-    re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
-]
-
-
-@cache
-def paths(image: BuiltImage) -> dict[str, bytes | None]:
-    """Every path of the image (layers merged; none deletes) with a regular file's content."""
-    return {info.name: data for _, info, data in image.layout.members()}
-
-
-def run(rootfs: Path, argv: list[str], env: dict[str, str], uid: int = 10001) -> tuple[int, str]:
-    proc = run_in_image(
-        rootfs, argv, env=env, uid=uid, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    out, _ = proc.communicate(timeout=60)
-    return proc.returncode, out.decode(errors="replace")
-
-
-def commit_time(commit: str) -> str:
-    epoch = subprocess.run(
-        ["git", "-C", str(ROOT), "show", "-s", "--format=%ct", commit],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def committed(commit: str, path: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{commit}:{path}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
 
 # -- the layout and its config -----------------------------------------------------------------
 
@@ -189,19 +151,6 @@ def test_no_secret_in_any_layer_or_config(operator_image: BuiltImage) -> None:
 
 
 # -- the SBOM ----------------------------------------------------------------------------------
-
-
-def purl_packages(document: dict[str, object], kind: str) -> set[tuple[str, str]]:
-    """(name, version) of the SBOM's packages whose purl is ``pkg:<kind>/...``."""
-    found = set()
-    for package in document["packages"]:  # type: ignore[attr-defined]
-        for ref in package.get("externalRefs", []):
-            locator = ref["referenceLocator"]
-            if ref.get("referenceType") == "purl" and locator.startswith(f"pkg:{kind}/"):
-                # pkg:deb/debian/bsdutils@1%3A2.38.1-5%2Bdeb12u3?arch=amd64&...
-                name, _, version = unquote(locator.split("?")[0]).rpartition("/")[2].partition("@")
-                found.add((name, version))
-    return found
 
 
 def test_sbom_lists_every_locked_package(operator_image: BuiltImage) -> None:
