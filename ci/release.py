@@ -39,7 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = ROOT / "charts" / "openwebui-langfuse"
 DEFAULT_REGISTRY = "ghcr.io/openwebui-langfuse"
-IMAGES = ("operator",)
+# Built and pushed together; the packaged chart pins each by digest (values `<name>.image`).
+IMAGES = ("operator", "pipelines")
 
 
 class ReleaseError(Exception):

@@ -75,7 +75,8 @@ def test_defaults_render_the_whole_stack(helm: Helm) -> None:
     assert pipelines["spec"]["replicas"] == 1
     assert pipelines["spec"]["strategy"] == {"type": "Recreate"}
     container = pipelines["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "ghcr.io/open-webui/pipelines:git-039f9c5"
+    # The project's own build of Pipelines, released (and pinned by digest) with the chart.
+    assert container["image"] == "ghcr.io/openwebui-langfuse/pipelines:0.1.0"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/", "port": "http"}
     assert container["ports"] == [{"name": "http", "containerPort": 9099, "protocol": "TCP"}]
@@ -337,8 +338,8 @@ def test_digests_pvc_and_peers(helm: Helm) -> None:
     docs = documents(helm.template("-f", CHART / "ci" / "persistence-values.yaml"))
     images = sorted(c["image"] for _, pod in pod_specs(docs) for c in pod["spec"]["containers"])
     assert images == [
-        "ghcr.io/open-webui/pipelines@sha256:" + "0" * 64,
         "ghcr.io/openwebui-langfuse/operator@sha256:" + "1" * 64,
+        "ghcr.io/openwebui-langfuse/pipelines@sha256:" + "0" * 64,
     ]
     (claim,) = by_kind(docs, "PersistentVolumeClaim")
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
