@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +22,7 @@ import pytest
 
 from tests.release.conftest import ROOT, BuiltImage
 from tests.release.contents import SITE, commit_time, committed, paths, purl_packages
-from tests.release.sandbox import pid1, run_in_image, stop
+from tests.release.sandbox import ProcessExited, pid1, run_in_image, stop
 from tests.world.poll import wait_for
 from tests.world.proc import LOOPBACK, cmdline, free_port
 
@@ -66,12 +69,21 @@ def test_contents_upstream_server_without_pip(pipelines_image: BuiltImage) -> No
     assert "python3.11" in {name for name, _ in purl_packages(document, "deb")}
 
 
+@pytest.fixture
+def volume() -> Iterator[Path]:
+    """An empty volume the pod's uid owns, on a path that uid can reach (pytest's own temp
+    directories are private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="owl-pipelines-volume-"))
+    base.chmod(0o755)
+    (base / "pipelines").mkdir()
+    os.chown(base / "pipelines", UID, UID)
+    yield base / "pipelines"
+    shutil.rmtree(base)
+
+
 def test_serves_loads_a_filter_into_the_volume_only_and_stops_on_sigterm(
-    pipelines_image: BuiltImage, pipelines_rootfs: Path, tmp_path: Path
+    pipelines_image: BuiltImage, pipelines_rootfs: Path, volume: Path, tmp_path: Path
 ) -> None:
-    volume = tmp_path / "pipelines"
-    volume.mkdir()
-    os.chown(volume, UID, UID)
     port, key = free_port(), "owl-test-pipelines-key"
     log = tmp_path / "pipelines.log"
     config = pipelines_image.layout.config()["config"]
@@ -90,7 +102,13 @@ def test_serves_loads_a_filter_into_the_volume_only_and_stops_on_sigterm(
         )
     try:
         url = f"http://{LOOPBACK}:{port}"
-        wait_for(lambda: httpx.get(f"{url}/", timeout=2).status_code == 200, 60, f"GET {url}/")
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise ProcessExited(f"exit {proc.returncode}: {log.read_text()[-1500:]}")
+            return httpx.get(f"{url}/", timeout=2).status_code == 200
+
+        wait_for(answers, 60, f"GET {url}/", retry_on=(httpx.HTTPError,))
         # No shell in between: PID 1 of the sandbox is the interpreter running uvicorn.
         assert cmdline(pid1(proc)).startswith("python3 -m uvicorn main:app")
         auth = {"Authorization": f"Bearer {key}"}
@@ -104,11 +122,8 @@ def test_serves_loads_a_filter_into_the_volume_only_and_stops_on_sigterm(
         listed = httpx.get(f"{url}/v1/pipelines", headers=auth, timeout=10).json()["data"]
         assert [p["id"] for p in listed] == [FILTER.stem]
         # Everything the server wrote is on the volume (the root is read-only, /tmp a tmpfs).
-        assert sorted(p.relative_to(volume).as_posix() for p in volume.rglob("*")) == [
-            FILTER.name,
-            FILTER.stem,
-            f"{FILTER.stem}/valves.json",
-        ]
+        written = {p.relative_to(volume).as_posix() for p in volume.rglob("*")}
+        assert written == {FILTER.name, FILTER.stem, f"{FILTER.stem}/valves.json"}
     finally:
         started = time.monotonic()
         code = stop(proc, timeout=10)
