@@ -28,6 +28,7 @@ from openwebui_langfuse.kube import (
     KubeCredentials,
     KubeError,
     credentials_of,
+    login_info,
 )
 from openwebui_langfuse.kube import login as kube_login
 from openwebui_langfuse.models import GROUP, PLURAL, VERSION, referenced_names
@@ -168,8 +169,8 @@ def _discovery() -> dict[str, Any]:
 
 @kopf.on.login()
 def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    """kopf's plain logins (in-cluster token, then kubeconfig), shared with our status writer."""
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In-cluster token, then kubeconfig (``kube.login_info``), shared with our status writer."""
+    info = login_info(kwargs["settings"])
     if info is not None:
         memo["kube_credentials"] = credentials_of(info)
     return info
@@ -178,9 +179,7 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 def _login_credentials(memo: kopf.Memo) -> KubeCredentials | None:
     """A fresh login for the status writer (re-reads a rotated service-account token)."""
     settings: kopf.OperatorSettings = memo["kopf_settings"]
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
+    info = login_info(settings)
     if info is None:
         return None
     memo["kube_credentials"] = creds = credentials_of(info)

@@ -10,6 +10,8 @@ synchronous client on the same login, so the image needs no second Kubernetes li
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,13 +45,27 @@ def credentials_of(info: kopf.ConnectionInfo) -> KubeCredentials:
     )
 
 
+def login_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """The in-cluster service account, else the kubeconfig (``KUBECONFIG`` or
+    ``~/.kube/config``): kopf's own plain logins, with one correction. kopf's service-account
+    login always names ``https://kubernetes.default.svc``, which only cluster DNS resolves; a
+    pod also gets ``KUBERNETES_SERVICE_HOST``/``_PORT``, which client-go and the official
+    clients use, and which work where that name does not resolve (``hostNetwork`` pods, a
+    custom ``dnsConfig``)."""
+    info = kopf.login_with_service_account(settings=settings)
+    if info is not None:
+        host = os.environ.get("KUBERNETES_SERVICE_HOST", "").strip()
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "").strip()
+        if host and port:
+            netloc = f"[{host}]" if ":" in host else host
+            info = dataclasses.replace(info, server=f"https://{netloc}:{port}")
+        return info
+    return kopf.login_with_kubeconfig(settings=settings)
+
+
 def login() -> KubeCredentials:
-    """kopf's own plain logins, as the operator does: the in-cluster service account, else the
-    kubeconfig (``KUBECONFIG`` or ``~/.kube/config``)."""
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
+    """Credentials for the hook commands, found as the operator finds its own."""
+    info = login_info(kopf.OperatorSettings())
     if info is None:
         raise KubeError("no Kubernetes credentials: no in-cluster service account, no kubeconfig")
     return credentials_of(info)

@@ -6,11 +6,14 @@ import json
 import ssl
 
 import httpx
+import kopf
+import pytest
 from openwebui_langfuse.kube import (
     KubeApi,
     KubeClient,
     KubeCredentials,
     KubeError,
+    login_info,
     resource_path,
     secret_path,
 )
@@ -135,3 +138,35 @@ def test_hook_client_reads_lists_and_deletes() -> None:
         ("DELETE", f"{base}/a", ""),
         ("DELETE", f"{base}/gone", ""),
     ]
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "server"),
+    [
+        ("10.96.0.1", "443", "https://10.96.0.1:443"),
+        ("fd00::1", "6443", "https://[fd00::1]:6443"),
+        ("", "", "https://kubernetes.default.svc"),
+    ],
+)
+def test_in_cluster_login_uses_the_service_variables(
+    monkeypatch: pytest.MonkeyPatch, host: str, port: str, server: str
+) -> None:
+    # kopf's own service-account login names kubernetes.default.svc, which needs cluster DNS;
+    # a pod's KUBERNETES_SERVICE_HOST/PORT work without it, as client-go uses them.
+    pod = kopf.ConnectionInfo(server="https://kubernetes.default.svc", token="t")
+    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: pod)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    info = login_info(kopf.OperatorSettings())
+    assert info is not None and info.server == server and info.token == "t"
+
+
+def test_without_a_service_account_the_kubeconfig_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = kopf.ConnectionInfo(server="https://127.0.0.1:6443")
+    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: None)
+    monkeypatch.setattr(kopf, "login_with_kubeconfig", lambda **_: local)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    assert login_info(kopf.OperatorSettings()) is local
