@@ -132,3 +132,20 @@ def test_serves_loads_a_filter_into_the_volume_only_and_stops_on_sigterm(
     assert code == 0, text[-2000:]
     assert took < 5, f"SIGTERM took {took:.1f}s"
     assert "Application shutdown complete" in text
+
+
+def test_no_build_secret_reaches_the_image(pipelines_image: BuiltImage) -> None:
+    canaries = [c.encode() for c in pipelines_image.canaries]
+    layout = pipelines_image.layout
+    documents = [layout.blob(layout.manifest()["config"])]
+    documents += [data for data in paths(pipelines_image).values() if data is not None]
+    assert canaries and not [c for c in canaries for data in documents if c in data]
+
+
+def test_both_images_share_one_base_layer(
+    operator_image: BuiltImage, pipelines_image: BuiltImage
+) -> None:
+    """One commit, one Debian base: a registry stores it once for both images."""
+    operator, pipelines = operator_image.layout.manifest(), pipelines_image.layout.manifest()
+    assert operator["layers"][0] == pipelines["layers"][0]
+    assert operator["layers"][1:] != pipelines["layers"][1:]
