@@ -5,8 +5,8 @@ Standard library only: this runs before any virtualenv exists. Idempotent: every
 into ``<cache>/<name>-<version>.tmp`` and renamed into place only when complete, so an
 interrupted run never leaves a half-built part behind, and a warm run only checks directories.
 
-Writes ``<cache>/world.json``, the manifest the tests, benchmarks and demo read (paths only;
-they never learn a version from anywhere else).
+Writes ``<cache>/world.json``, the manifest the tests, benchmarks and demo read (paths, and
+the version of each Kubernetes release built; they never learn a version from anywhere else).
 
 Usage: python3 ci/provision.py [--cache DIR] [--only PART ...]
 """
@@ -27,12 +27,13 @@ import threading
 import time
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS_FILE = ROOT / "ci" / "versions.env"
 MIN_GO = (1, 26)
 MIN_PYTHON = (3, 11)
+KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
 class StepFailed(Exception):
@@ -72,7 +73,9 @@ class Provisioner:
         self.v = versions
         self.logs = cache / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.manifest: dict[str, dict[str, str]] = {"bin": {}, "venv": {}, "path": {}}
+        # bin/venv/path: name -> path; kubernetes: role -> {"version", "bin" (directory)}.
+        self.manifest: dict[str, dict[str, Any]] = {"bin": {}, "venv": {}, "path": {},
+                                                   "kubernetes": {}}
         self.python = self._find_python()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -151,22 +154,37 @@ class Provisioner:
     # -- Go parts ------------------------------------------------------------------------------
 
     def kubernetes(self) -> None:
-        version = self.v["KUBERNETES_VERSION"]
+        """The control plane every test cluster runs (the ``bin`` entries)."""
+        final = self.kubernetes_release("kubernetes", "current", self.v["KUBERNETES_VERSION"])
+        for cmd in KUBERNETES_BINARIES:
+            self.manifest["bin"][cmd] = str(final / "bin" / cmd)
+
+    def kubernetes_oldest(self) -> None:
+        """The oldest minor the chart's kubeVersion claims: the chart tests run on it too."""
+        self.kubernetes_release("kubernetes-oldest", "oldest",
+                                self.v["KUBERNETES_OLDEST_VERSION"])
+
+    def kubernetes_release(self, step: str, role: str, version: str) -> Path:
+        """Build one Kubernetes release's control plane; listed under ``kubernetes.<role>``.
+
+        The cache key is the version alone: both roles are built the same way, so equal
+        versions share one directory.
+        """
         minor = version.split(".")[1]
 
         def build(out: Path) -> None:
             mod = out / "src"
             mod.mkdir()
             (mod / "go.mod").write_text("module owl/k8sbuild\n\ngo 1.26\n")
-            self.run("kubernetes", ["go", "mod", "download", "-json",
-                                    f"k8s.io/kubernetes@v{version}"], cwd=mod, env=self.go_env())
+            self.run(step, ["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{version}"],
+                     cwd=mod, env=self.go_env())
             modcache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True,
                                       text=True, check=True).stdout.strip()
             upstream_mod = Path(modcache, "cache/download/k8s.io/kubernetes/@v",
                                 f"v{version}.mod").read_text()
             staging = sorted(set(re.findall(r"(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", upstream_mod)))
             if not staging:
-                raise StepFailed("step 'kubernetes': no ./staging replace lines found in "
+                raise StepFailed(f"step '{step}': no ./staging replace lines found in "
                                  f"k8s.io/kubernetes v{version} go.mod")
             twin = f"v0.{minor}.{version.split('.')[2]}"
             lines = ["module owl/k8sbuild", "", "go 1.26", "",
@@ -181,16 +199,15 @@ class Provisioner:
                 f"-X {pkg}.buildDate=1970-01-01T00:00:00Z", "-s -w",
             ])
             (out / "bin").mkdir()
-            for cmd in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"):
+            for cmd in KUBERNETES_BINARIES:
                 target = f"k8s.io/kubernetes/cmd/{cmd}"
-                self.run("kubernetes", ["go", "build", "-ldflags", ldflags, "-o",
-                                        str(out / "bin" / cmd), target], cwd=mod,
-                         env=self.go_env())
+                self.run(step, ["go", "build", "-ldflags", ldflags, "-o",
+                                str(out / "bin" / cmd), target], cwd=mod, env=self.go_env())
             shutil.rmtree(mod)
 
-        final = self.part("kubernetes", f"kubernetes-{version}", build)
-        for cmd in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"):
-            self.manifest["bin"][cmd] = str(final / "bin" / cmd)
+        final = self.part(step, f"kubernetes-{version}", build)
+        self.manifest["kubernetes"][role] = {"version": version, "bin": str(final / "bin")}
+        return final
 
     def etcd(self) -> None:
         version = self.v["ETCD_VERSION"]
@@ -419,6 +436,7 @@ LANES: dict[str, list[str]] = {
         "helm_docs",
         "healthtool",
         "kube_score",
+        "kubernetes_oldest",
         # The images' SBOM tool: only ci/image/build.py and tests/release need it.
         "syft",
     ],

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
     from tests.world.cluster import Cluster
 
+# Also on the oldest Kubernetes the chart claims (kubeVersion), see tests/world/fixtures.py.
+pytestmark = pytest.mark.every_kubernetes
+
 
 @pytest.fixture(scope="module")
 def crd_namespace(kube: ApiClient, crd: str) -> Iterator[str]:

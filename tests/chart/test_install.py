@@ -20,6 +20,7 @@ from tests.chart.helm import (
     CRD_NAME,
     GROUP,
     PLURAL,
+    SCENARIOS,
     VERSION,
     Helm,
     by_kind,
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from tests.world.cluster import Cluster
+
+# Also on the oldest Kubernetes the chart claims (kubeVersion), see tests/world/fixtures.py.
+pytestmark = pytest.mark.every_kubernetes
 
 NO_CRD = ["--set", "crd.install=false"]  # the session's CRD is applied by the `crd` fixture
 TRACING = CHART / "ci" / "tracing-values.yaml"
@@ -321,6 +325,46 @@ def test_every_pod_is_admitted_by_restricted_pod_security(
             dry_run="All",
         )
     assert 'violates PodSecurity "restricted:latest"' in json.loads(rejected.value.body)["message"]
+
+
+def _strict_dry_run(cluster: Cluster, docs: list[dict[str, Any]]) -> tuple[int, str]:
+    """Server-side apply, dry run, with strict field validation: (exit code, stderr)."""
+    result = cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--validate=strict",
+        "--field-manager=chart-tests",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(docs).encode(),
+    )
+    return result.returncode, result.stderr.decode()
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=lambda p: p.name.removesuffix("-values.yaml"))
+def test_every_scenario_is_known_field_by_field_to_the_api_server(
+    helm_cluster: Helm, cluster: Cluster, crd: str, namespace: str, values: Path
+) -> None:
+    """Every rendered object, hooks included: a field this Kubernetes release does not know
+    fails here, where a client that validates less would have it dropped without a word."""
+    docs = documents(helm_cluster.ok("template", "owl", CHART, "-n", namespace, "-f", values))
+    for doc in docs:  # Roles of watched namespaces (team-a, ...): same schema, any namespace
+        if "namespace" in doc["metadata"]:
+            doc["metadata"]["namespace"] = namespace
+    code, stderr = _strict_dry_run(cluster, docs)
+    assert code == 0, stderr
+
+
+def test_strict_validation_names_a_field_the_server_does_not_know(
+    helm_cluster: Helm, cluster: Cluster, crd: str, namespace: str
+) -> None:
+    docs = documents(helm_cluster.ok("template", "owl", CHART, "-n", namespace))
+    (deployment, *_) = by_kind(docs, "Deployment")
+    deployment["spec"]["template"]["spec"]["notAPodField"] = True
+    code, stderr = _strict_dry_run(cluster, [deployment])
+    assert code != 0
+    assert ".spec.template.spec.notAPodField: field not declared in schema" in stderr
 
 
 def _release_absent(helm: Helm, kube: ApiClient, namespace: str) -> None:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
     from tests.world.cluster import Cluster
 
+# Also on the oldest Kubernetes the chart claims (kubeVersion), see tests/world/fixtures.py.
+pytestmark = pytest.mark.every_kubernetes
+
 BASE = [
     "--set",
     "crd.install=false",

@@ -92,3 +92,21 @@ def test_an_interrupted_part_is_rebuilt_and_a_complete_one_is_kept(tmp_path: Pat
     assert not (final / "half-written").exists()
     assert prov.part("part", "part-1", build) == final
     assert builds == [final]  # the complete part was not built again
+
+
+def test_both_kubernetes_releases_are_listed_by_role_and_keyed_by_version(tmp_path: Path) -> None:
+    versions = {**provision.read_versions(), "KUBERNETES_OLDEST_VERSION": "1.30.99"}
+    prov = provision.Provisioner(tmp_path, versions)
+    current = versions["KUBERNETES_VERSION"]
+    for version in (current, "1.30.99"):  # already built: nothing runs
+        (tmp_path / f"kubernetes-{version}").mkdir()
+        (tmp_path / f"kubernetes-{version}" / ".complete").write_text("")
+    prov.kubernetes()
+    prov.kubernetes_oldest()
+    assert prov.manifest["bin"]["kube-apiserver"] == str(
+        tmp_path / f"kubernetes-{current}" / "bin" / "kube-apiserver"
+    )
+    assert prov.manifest["kubernetes"] == {
+        "current": {"version": current, "bin": str(tmp_path / f"kubernetes-{current}" / "bin")},
+        "oldest": {"version": "1.30.99", "bin": str(tmp_path / "kubernetes-1.30.99" / "bin")},
+    }

@@ -4,11 +4,13 @@
 kube-scheduler and the kwok controller as local processes, with certificates, RBAC and the
 default admission plugins (PodSecurity included). Every binary comes from the provisioned
 cache through its own ``--*-binary`` flag and kubectl is put first on PATH, so kwokctl never
-downloads anything. Each cluster has a private ``KWOK_WORKDIR`` and explicit loopback ports, so
-two clusters can run at once. kwok's default stages make pods Running/Ready on the fake nodes
+downloads anything. kwokctl reads each component's version from its ``--version`` output and
+builds flags for it, so an older control plane (``World.kubernetes("oldest")``) runs the same
+way. Each cluster has a private ``KWOK_WORKDIR`` and explicit loopback ports, so two clusters
+can run at once. kwok's default stages make pods Running/Ready on the fake nodes
 and Job pods Succeeded; no container ever runs.
 
-By hand: ``python -m tests.world.cluster --help``.
+By hand: ``python -m tests.world.cluster --help`` (``--kubernetes oldest`` for the oldest).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.world.manifest import World
+from tests.world.manifest import KubernetesRelease, World
 from tests.world.poll import wait_for
 from tests.world.proc import (
     LOOPBACK,
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
+# The binaries of one Kubernetes release (the rest come from the world as they are).
+RELEASE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
 class Cluster:
@@ -59,8 +63,12 @@ class Cluster:
         base_dir: Path | None = None,
         start_timeout: float = 180.0,
         extra_args: list[str] | None = None,
+        kubernetes: KubernetesRelease | None = None,
     ) -> None:
+        """``kubernetes``: the release to run; by default the world's ``bin`` entries (the
+        current release)."""
         self.world = world
+        self.kubernetes = kubernetes
         self.name = name or f"owl-{uuid.uuid4().hex[:8]}"
         self.nodes = nodes
         self.base_dir = base_dir
@@ -112,7 +120,12 @@ class Cluster:
 
     def _binaries(self) -> dict[str, Path]:
         names = ("kwokctl", "kwok", "kubectl", *CONTROL_PLANE)
-        return {name: self.world.binary(name) for name in names}
+        return {name: self._binary(name) for name in names}
+
+    def _binary(self, name: str) -> Path:
+        if self.kubernetes is not None and name in RELEASE_BINARIES:
+            return self.kubernetes.binary(name)
+        return self.world.binary(name)
 
     def _env(self, bins: dict[str, Path]) -> dict[str, str]:
         path = os.pathsep.join([str(bins["kubectl"].parent), os.environ.get("PATH", "")])
@@ -283,8 +296,9 @@ class Cluster:
     def kubectl(
         self, *args: str, timeout: float = 60, input: bytes | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run the cached kubectl against this cluster (captured output, no check)."""
-        argv = [str(self.world.binary("kubectl")), *args]
+        """Run the cluster's own kubectl against it (captured output, no check): the same
+        release as the server, so no client/server version skew."""
+        argv = [str(self._binary("kubectl")), *args]
         return subprocess.run(
             argv,
             capture_output=True,
@@ -343,7 +357,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nodes", type=int, default=2, help="fake nodes (default: 2)")
     parser.add_argument("--name", help="cluster name (default: random)")
+    parser.add_argument(
+        "--kubernetes",
+        choices=("current", "oldest"),
+        default="current",
+        help="Kubernetes release to run (default: current)",
+    )
     args = parser.parse_args(argv)
+
+    def make() -> Cluster:
+        world = World.load()
+        release = None if args.kubernetes == "current" else world.kubernetes(args.kubernetes)
+        return Cluster(world, name=args.name, nodes=args.nodes, kubernetes=release)
 
     def describe(c: Cluster) -> str:
         return (
@@ -353,9 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  started in {c.timings}"
         )
 
-    return serve_until_interrupted(
-        lambda: Cluster(World.load(), name=args.name, nodes=args.nodes), describe
-    )
+    return serve_until_interrupted(make, describe)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,13 @@ per test where state must not leak (``namespace``, ``pipelines``). Every fixture
 started, also when a test fails or the run is interrupted (Ctrl-C or SIGTERM: pytest runs
 session finalizers on KeyboardInterrupt).
 
+The cluster runs the current Kubernetes release. In a module marked
+``pytest.mark.every_kubernetes`` each test that needs the cluster runs twice, on the current
+release and on the oldest one the chart claims (ids ``k8s-1.37.2`` / ``k8s-1.30.14``): the
+session-scoped ``kubernetes_role`` fixture is parametrised for those tests only, pytest groups
+them by release, and the oldest release's cluster lives only while its group runs. The current
+cluster is started once for the session whatever the order.
+
 At the end of the session the plugin proves that no process started by the run is left: every
 process the world starts inherits ``OWL_WORLD_RUN=<run id>`` (also the ones kwokctl detaches
 with setsid), so ``/proc/*/environ`` is scanned for it, together with the process tree under
@@ -13,6 +20,7 @@ pytest. Anything found is reported, ended, and fails the run.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -24,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.world.manifest import World
+from tests.world.manifest import KubernetesRelease, World, WorldError
 from tests.world.namespaces import create_namespace, delete_namespace, wait_ready_for_pods
 from tests.world.poll import wait_for
 from tests.world.proc import RUN_VAR, cmdline, descendants, tagged, terminate_pids
@@ -37,6 +45,8 @@ if TYPE_CHECKING:
     from tests.world.pipelines import PipelinesServer
 
 NAMESPACE_DELETE_TIMEOUT = 60.0
+KUBERNETES_ROLES = ("current", "oldest")
+EVERY_KUBERNETES = "every_kubernetes"
 _timings_key = pytest.StashKey[dict[str, float]]()
 _leaks_key = pytest.StashKey[list[str]]()
 
@@ -53,6 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault(RUN_VAR, uuid.uuid4().hex)
     config.stash[_timings_key] = {}
     config.stash[_leaks_key] = []
+    config.addinivalue_line(
+        "markers",
+        f"{EVERY_KUBERNETES}: cluster tests run on every provisioned Kubernetes release "
+        "(current and the oldest the chart claims)",
+    )
     # A terminated run (CI timeout, kill <pid>) tears the world down like Ctrl-C does.
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
@@ -60,6 +75,41 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _timed(config: pytest.Config, key: str, started: float) -> None:
     config.stash[_timings_key][key] = time.monotonic() - started
+
+
+# -- the Kubernetes release ----------------------------------------------------------------------
+
+
+@functools.cache
+def _release_id(role: str) -> str:
+    """``k8s-<version>`` from the manifest; the role when the world is not provisioned (the
+    fixture then fails with the provisioning hint)."""
+    try:
+        return f"k8s-{World.load().kubernetes(role).version}"
+    except WorldError:
+        return f"k8s-{role}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker(EVERY_KUBERNETES) is None:
+        return
+    if "kubernetes_role" not in metafunc.fixturenames:  # the test needs no cluster
+        return
+    metafunc.parametrize(
+        "kubernetes_role",
+        KUBERNETES_ROLES,
+        indirect=True,
+        scope="session",
+        ids=[_release_id(role) for role in KUBERNETES_ROLES],
+    )
+
+
+@pytest.fixture(scope="session")
+def kubernetes_role(request: pytest.FixtureRequest) -> str:
+    """The role of the Kubernetes release the test's cluster runs: ``current`` unless the test
+    is marked ``every_kubernetes``."""
+    role: str = getattr(request, "param", "current")
+    return role
 
 
 # -- the parts ---------------------------------------------------------------------------------
@@ -71,20 +121,43 @@ def world() -> World:
     return World.load()
 
 
-@pytest.fixture(scope="session")
-def cluster(world: World, pytestconfig: pytest.Config) -> Iterator[Cluster]:
-    """One kwok cluster for the session, with two Ready fake nodes."""
+def _run_cluster(
+    world: World, pytestconfig: pytest.Config, release: KubernetesRelease | None, label: str
+) -> Iterator[Cluster]:
     from tests.world.cluster import Cluster
 
     started = time.monotonic()
-    c = Cluster(world).start()
-    _timed(pytestconfig, "cluster start", started)
+    c = Cluster(world, kubernetes=release).start()
+    _timed(pytestconfig, f"{label} start", started)
     try:
         yield c
     finally:
         started = time.monotonic()
         c.stop()
-        _timed(pytestconfig, "cluster stop", started)
+        _timed(pytestconfig, f"{label} stop", started)
+
+
+@pytest.fixture(scope="session")
+def _current_cluster(world: World, pytestconfig: pytest.Config) -> Iterator[Cluster]:
+    """The current release's cluster, kept for the whole session: switching the
+    ``kubernetes_role`` parameter back and forth never restarts it."""
+    yield from _run_cluster(world, pytestconfig, None, "cluster")
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    world: World,
+    kubernetes_role: str,
+    pytestconfig: pytest.Config,
+    request: pytest.FixtureRequest,
+) -> Iterator[Cluster]:
+    """One kwok cluster with two Ready fake nodes, running the ``kubernetes_role`` release."""
+    if kubernetes_role == "current":
+        current: Cluster = request.getfixturevalue("_current_cluster")
+        yield current
+        return
+    release = world.kubernetes(kubernetes_role)
+    yield from _run_cluster(world, pytestconfig, release, f"cluster k8s-{release.version}")
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,13 @@
 """Where the provisioned world lives: the manifest written by ``ci/provision.py``.
 
-The manifest (``world.json``) holds paths only. Launchers ask it for a binary, a virtualenv or
-a directory and get a clear error naming the missing part instead of a FileNotFoundError
-deep inside a subprocess call.
+The manifest (``world.json``) holds paths, and the version of each Kubernetes release built.
+Launchers ask it for a binary, a virtualenv, a directory or a Kubernetes release and get a
+clear error naming the missing part instead of a FileNotFoundError deep inside a subprocess
+call.
+
+Kubernetes releases have roles: ``current`` (KUBERNETES_VERSION, also the plain ``bin``
+entries every cluster uses by default) and ``oldest`` (KUBERNETES_OLDEST_VERSION, the oldest
+minor the chart's kubeVersion claims).
 """
 
 from __future__ import annotations
@@ -33,6 +38,25 @@ def manifest_path() -> Path:
     return Path(explicit) if explicit else cache_dir() / "world.json"
 
 
+def _executable(path: Path, what: str) -> Path:
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise WorldError(f"{what} is missing or not executable at {path}: {PROVISION_HINT}")
+    return path
+
+
+@dataclass(frozen=True)
+class KubernetesRelease:
+    """One provisioned Kubernetes control plane (kube-apiserver, -controller-manager,
+    -scheduler and kubectl of one version)."""
+
+    role: str
+    version: str
+    bin_dir: Path
+
+    def binary(self, name: str) -> Path:
+        return _executable(self.bin_dir / name, f"Kubernetes {self.version} binary '{name}'")
+
+
 @dataclass(frozen=True)
 class World:
     """Paths of every provisioned part; see ``ci/provision.py`` for how they are made."""
@@ -41,6 +65,7 @@ class World:
     bins: dict[str, str] = field(default_factory=dict)
     venvs: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    releases: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path | None = None) -> World:
@@ -58,6 +83,7 @@ class World:
             bins=dict(data.get("bin", {})),
             venvs=dict(data.get("venv", {})),
             paths=dict(data.get("path", {})),
+            releases=dict(data.get("kubernetes", {})),
         )
 
     def _listed(self, table: dict[str, str], kind: str, name: str) -> Path:
@@ -71,12 +97,17 @@ class World:
 
     def binary(self, name: str) -> Path:
         """An executable of the world (kube-apiserver, etcd, kwokctl, helm, ...)."""
-        path = self._listed(self.bins, "binary", name)
-        if not (path.is_file() and os.access(path, os.X_OK)):
+        return _executable(self._listed(self.bins, "binary", name), f"binary '{name}'")
+
+    def kubernetes(self, role: str) -> KubernetesRelease:
+        """The Kubernetes release of a role (``current`` or ``oldest``)."""
+        entry = self.releases.get(role)
+        if not entry:
             raise WorldError(
-                f"binary '{name}' is missing or not executable at {path}: {PROVISION_HINT}"
+                f"Kubernetes release '{role}' is not in the world manifest {self.source}: "
+                f"{PROVISION_HINT}"
             )
-        return path
+        return KubernetesRelease(role=role, version=entry["version"], bin_dir=Path(entry["bin"]))
 
     def venv(self, name: str) -> Path:
         """The root of a provisioned virtualenv (project, pipelines, open_webui)."""
