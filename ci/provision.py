@@ -273,6 +273,13 @@ class Provisioner:
         final = self.part("healthtool", f"healthtool-{digest}", build)
         self.manifest["bin"]["healthtool"] = str(final / "bin" / "healthtool")
 
+    def crane(self) -> None:
+        """crane: ci/release pushes images with it; the release tests serve a registry."""
+        version = self.v["CRANE_VERSION"]
+        self.go_install("crane", f"crane-{version}", {
+            "crane": f"github.com/google/go-containerregistry/cmd/crane@v{version}",
+        }, ldflags="-s -w")
+
     def kube_score(self) -> None:
         """kube-score, one of the two policy scanners the chart tests run on every render."""
         version = self.v["KUBE_SCORE_VERSION"]
@@ -436,6 +443,7 @@ LANES: dict[str, list[str]] = {
         "helm_docs",
         "healthtool",
         "kube_score",
+        "crane",
         "kubernetes_oldest",
         # The images' SBOM tool: only ci/image/build.py and tests/release need it.
         "syft",

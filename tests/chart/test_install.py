@@ -28,6 +28,8 @@ from tests.chart.helm import (
     pod_specs,
 )
 from tests.chart.invalid_resources import valid_resource
+from tests.world.manifest import World
+from tests.world.operator import OperatorProcess, token_kubeconfig
 from tests.world.poll import wait_for
 
 if TYPE_CHECKING:
@@ -90,16 +92,62 @@ def test_install_wait_makes_every_deployment_available(
         "owl-openwebui-langfuse-pipelines": True,
     }
 
-    from kubernetes.client import CoreV1Api
+    assert helm_cluster.ok("status", "owl", "-n", namespace).count("STATUS: deployed") == 1
 
+
+def test_the_operator_makes_the_pipelines_key_once(
+    helm_cluster: Helm,
+    kube: ApiClient,
+    crd: str,
+    namespace: str,
+    cluster: Cluster,
+    world: World,
+    tmp_path: Path,
+) -> None:
+    """The chart renders no key (renders must not vary); the operator, with the installed
+    Deployment's own environment and the chart's ServiceAccount, creates it once and keeps it
+    across operator restarts and Helm upgrades."""
+    from kubernetes.client import AppsV1Api, CoreV1Api
+
+    helm_cluster.ok("install", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
     core = CoreV1Api(kube)
     secret_name = "owl-openwebui-langfuse-pipelines-api-key"
-    generated = core.read_namespaced_secret(secret_name, namespace).data["api-key"]
-    assert len(base64.b64decode(generated)) == 48
-    # The generated key is kept across upgrades (lookup), not regenerated.
+    assert _secret_data(kube, namespace, secret_name) is None
+    deployment = AppsV1Api(kube).read_namespaced_deployment(
+        "owl-openwebui-langfuse-operator", namespace
+    )
+    env = {
+        e.name: e.value
+        for e in deployment.spec.template.spec.containers[0].env
+        if e.name.startswith("OPENWEBUI_LANGFUSE_PIPELINES_KEY")
+    }
+    account = deployment.spec.template.spec.service_account_name
+    config = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")
+    keys = []
+    for _start in range(2):
+        with OperatorProcess(world, config, [namespace], env=env, log_dir=tmp_path):
+            keys.append(wait_for(lambda: _secret_data(kube, namespace, secret_name), 20, "the key"))
+    assert keys[0] == keys[1], "a restarted operator must keep the key"
+    key = base64.b64decode(keys[0]["api-key"]).decode()
+    assert len(key) == 48 and key != "0p3n-w3bu!"
+    labels = core.read_namespaced_secret(secret_name, namespace).metadata.labels
+    assert labels["app.kubernetes.io/created-by"] == "openwebui-langfuse-operator"
     helm_cluster.ok("upgrade", "owl", CHART, "-n", namespace, *NO_CRD, *WAIT)
-    assert core.read_namespaced_secret(secret_name, namespace).data["api-key"] == generated
-    assert helm_cluster.ok("status", "owl", "-n", namespace).count("STATUS: deployed") == 1
+    assert _secret_data(kube, namespace, secret_name) == keys[0]
+    assert key not in (tmp_path / "operator.log").read_text()
+
+
+def _secret_data(kube: ApiClient, namespace: str, name: str) -> dict[str, str] | None:
+    from kubernetes.client import CoreV1Api
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        data: dict[str, str] = CoreV1Api(kube).read_namespaced_secret(name, namespace).data
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return data
 
 
 def _changed_chart(tmp_path: Path) -> Path:
