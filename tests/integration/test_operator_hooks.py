@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.integration.operator_fixtures import (  # noqa: F401 - fixtures by name
     crd_fixture,
@@ -24,7 +23,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401 - fixtures by na
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.cluster import Cluster
 from tests.world.manifest import World
-from tests.world.operator import CHART, Harness, token_kubeconfig
+from tests.world.operator import Harness, apply_pre_delete_rbac, token_kubeconfig
 from tests.world.pipelines import PipelinesServer
 
 pytestmark = [pytest.mark.world, pytest.mark.usefixtures("secret_guard", "secrets_in")]
@@ -34,53 +33,6 @@ SELECTOR = (
     f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=openwebui-langfuse,"
     "app.kubernetes.io/component=tracing"
 )
-HOOK_TEMPLATES = (
-    "templates/pre-delete-serviceaccount.yaml",
-    "templates/pre-delete-role.yaml",
-    "templates/pre-delete-rolebinding.yaml",
-)
-
-
-def pre_delete_account(cluster: Cluster, world: World, namespace: str, tmp: Path) -> str:
-    values = tmp / "values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "tracing": {
-                    "enabled": True,
-                    "spec": {
-                        "langfuse": {
-                            "host": "https://cloud.langfuse.com",
-                            "publicKey": {"value": "pk-lf-x"},
-                            "secretKey": {
-                                "secretKeyRef": {"name": "langfuse", "key": "secret-key"}
-                            },
-                        }
-                    },
-                }
-            }
-        )
-    )
-    argv = [
-        str(world.binary("helm")),
-        "template",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "-f",
-        str(values),
-    ]
-    for template in HOOK_TEMPLATES:
-        argv += ["--show-only", template]
-    rendered = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
-    applied = cluster.kubectl("apply", "-f", "-", input=rendered.encode())
-    assert applied.returncode == 0, applied.stderr
-    return next(
-        str(d["metadata"]["name"])
-        for d in yaml.safe_load_all(rendered)
-        if d and d["kind"] == "ServiceAccount"
-    )
 
 
 def test_pre_delete_removes_the_release_resources_after_cleanup(
@@ -107,7 +59,7 @@ def test_pre_delete_removes_the_release_resources_after_cleanup(
         harness.wait_condition(namespace, name, "Ready", "True")
     assert len(pipeline_ids(pipelines)) == 2
 
-    account = pre_delete_account(cluster, world, namespace, tmp_path)
+    account = apply_pre_delete_rbac(cluster, world, namespace, tmp_path)
     kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "hook-kubeconfig")
     command = world.venv("project") / "bin" / "openwebui-langfuse"
     result = subprocess.run(

@@ -38,7 +38,7 @@ from tests.release.sandbox import DEFAULT_UID, SERVICE_ACCOUNT_DIR, bwrap_argv
 from tests.world.cluster import Cluster
 from tests.world.manifest import World
 from tests.world.open_webui import OpenWebUI
-from tests.world.operator import Launch, Launcher
+from tests.world.operator import Launch, Launcher, apply_pre_delete_rbac
 from tests.world.proc import RUN_VAR
 from tests.world.registry import Registry
 
@@ -292,55 +292,11 @@ def _whole_path_from_the_image(
         assert secret not in printed
 
 
-HOOK_TEMPLATES = (
-    "templates/pre-delete-serviceaccount.yaml",
-    "templates/pre-delete-role.yaml",
-    "templates/pre-delete-rolebinding.yaml",
-)
-
-
 def hook_account(cluster: Cluster, stack: Stack, released: Released, directory: Path) -> InCluster:
-    """The pre-delete hook's ServiceAccount and Role, rendered from the pulled chart (Helm
-    creates them only at uninstall time), and a pod's credentials of that account."""
-    values = stack.tmp / "hook-values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "tracing": {
-                    "enabled": True,
-                    "spec": {
-                        "langfuse": {
-                            "host": "https://cloud.langfuse.com",
-                            "publicKey": {"value": "pk-lf-x"},
-                            "secretKey": {
-                                "secretKeyRef": {"name": "langfuse", "key": "secret-key"}
-                            },
-                        }
-                    },
-                }
-            }
-        )
-    )
-    argv = [
-        "template",
-        RELEASE,
-        released.chart_ref,
-        "--version",
-        released.version,
-        "--plain-http",
-        "-f",
-        str(values),
-    ]
-    for template in HOOK_TEMPLATES:
-        argv += ["--show-only", template]
-    rendered = stack.helm(*argv)
-    assert rendered.returncode == 0, rendered.stderr
-    applied = stack.kubectl("apply", "-f", "-", input_text=rendered.stdout)
-    assert applied.returncode == 0, applied.stderr
-    account = next(
-        d["metadata"]["name"]
-        for d in yaml.safe_load_all(rendered.stdout)
-        if d and d["kind"] == "ServiceAccount"
+    """The pre-delete hook's account, rendered from the pulled chart, as a pod of it holds it."""
+    chart = [released.chart_ref, "--version", released.version, "--plain-http"]
+    account = apply_pre_delete_rbac(
+        cluster, stack.world, stack.namespace, stack.tmp, release=RELEASE, chart=chart
     )
     return in_cluster(cluster, stack.namespace, account, directory)
 

@@ -138,6 +138,66 @@ def token_kubeconfig(cluster: Cluster, namespace: str, service_account: str, pat
     return path
 
 
+PRE_DELETE_TEMPLATES = (
+    "templates/pre-delete-serviceaccount.yaml",
+    "templates/pre-delete-role.yaml",
+    "templates/pre-delete-rolebinding.yaml",
+)
+
+
+def apply_pre_delete_rbac(
+    cluster: Cluster,
+    world: World,
+    namespace: str,
+    tmp: Path,
+    *,
+    release: str = "owl",
+    chart: Sequence[str] = (str(CHART),),
+) -> str:
+    """Apply the pre-delete hook's ServiceAccount, Role and RoleBinding (Helm creates them only
+    at uninstall time) rendered from ``chart`` (the source tree's, or e.g. ``oci://...
+    --version X``); returns the ServiceAccount's name."""
+    values = tmp / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "tracing": {
+                    "enabled": True,
+                    "spec": {
+                        "langfuse": {
+                            "host": "https://cloud.langfuse.com",
+                            "publicKey": {"value": "pk-lf-x"},
+                            "secretKey": {
+                                "secretKeyRef": {"name": "langfuse", "key": "secret-key"}
+                            },
+                        }
+                    },
+                }
+            }
+        )
+    )
+    argv = [
+        str(world.binary("helm")),
+        "template",
+        release,
+        *chart,
+        "--namespace",
+        namespace,
+        "-f",
+        str(values),
+    ]
+    for template in PRE_DELETE_TEMPLATES:
+        argv += ["--show-only", template]
+    rendered = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+    applied = cluster.kubectl("apply", "-f", "-", input=rendered.encode())
+    assert applied.returncode == 0, applied.stderr
+    return next(
+        str(d["metadata"]["name"])
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] == "ServiceAccount"
+    )
+
+
 @dataclass(frozen=True)
 class Launch:
     """How one operator command is started: its argv, environment and uid."""
