@@ -361,12 +361,6 @@ BAD_VALUES: list[tuple[str, list[str], str]] = [
         ["--set", "pipelines.apiKey.value=k", "--set", "pipelines.apiKey.existingSecret=s"],
         "pipelines.apiKey: set either existingSecret or value, not both",
     ),
-    # Helm merges an empty map into the default; null is how a user empties it.
-    (
-        "empty Open WebUI selector",
-        [*FIXED_KEY, "--set", "pipelines.networkPolicy.openWebUI.podSelector=null"],
-        "pipelines.networkPolicy.openWebUI.podSelector: must name the labels",
-    ),
     (
         "unknown top-level key",
         [*FIXED_KEY, "--set", "pipeline.enabled=false"],

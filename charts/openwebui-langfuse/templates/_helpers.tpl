@@ -165,12 +165,17 @@ Fail early on Pipelines key settings that would leave Pipelines open or broken.
 {{- end }}
 
 {{/*
-Fail early on a NetworkPolicy that would admit every pod of a namespace.
+Labels of the Open WebUI pods, as YAML (matchLabels). values.yaml leaves the selector empty so
+that a user's map replaces the default instead of being merged into it; empty never reaches a
+policy (it would admit every pod to Pipelines, whose valves routes return the Langfuse secret key
+without authentication): it means the official open-webui chart's component label.
 */}}
-{{- define "openwebui-langfuse.pipelines.validateNetworkPolicy" -}}
-{{- if and .Values.pipelines.enabled .Values.pipelines.networkPolicy.enabled (empty .Values.pipelines.networkPolicy.openWebUI.podSelector) }}
-{{- fail "pipelines.networkPolicy.openWebUI.podSelector: must name the labels of the Open WebUI pods (an empty selector would admit every pod to Pipelines, whose valves routes return the Langfuse secret key without authentication)" }}
+{{- define "openwebui-langfuse.openWebUI.podSelector" -}}
+{{- $selector := .Values.pipelines.networkPolicy.openWebUI.podSelector }}
+{{- if empty $selector }}
+{{- $selector = dict "app.kubernetes.io/component" "open-webui" }}
 {{- end }}
+{{- toYaml $selector }}
 {{- end }}
 
 {{/*
@@ -184,7 +189,7 @@ Names of pods in the release namespace matched by the Open WebUI selector, as a 
 {{- range (lookup "v1" "Pod" .Release.Namespace "").items | default list }}
 {{- $labels := .metadata.labels | default dict }}
 {{- $match := true }}
-{{- range $k, $v := $np.openWebUI.podSelector }}
+{{- range $k, $v := include "openwebui-langfuse.openWebUI.podSelector" $ | fromYaml }}
 {{- if ne (get $labels $k) $v }}{{ $match = false }}{{ end }}
 {{- end }}
 {{- if $match }}{{ $found = append $found .metadata.name }}{{ end }}

@@ -64,7 +64,7 @@ when it has no destination: an egress rule without `to` would allow every destin
 - to:
     - podSelector:
         matchLabels:
-          {{- toYaml $owui.podSelector | nindent 10 }}
+          {{- include "openwebui-langfuse.openWebUI.podSelector" . | nindent 10 }}
       {{- with $owui.namespaceSelector }}
       namespaceSelector:
         matchLabels:
@@ -98,8 +98,3 @@ matchExpressions:
     values: [pre-delete, smoke-test]
 {{- end }}
 
-{{- define "openwebui-langfuse.egress.validate" -}}
-{{- if and .Values.networkPolicy.egress.enabled (empty .Values.pipelines.networkPolicy.openWebUI.podSelector) }}
-{{- fail "pipelines.networkPolicy.openWebUI.podSelector: must name the labels of the Open WebUI pods (with networkPolicy.egress.enabled the operator may reach only them; an empty selector would mean every pod)" }}
-{{- end }}
-{{- end }}
