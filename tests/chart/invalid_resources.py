@@ -37,7 +37,7 @@ def valid_resource(name: str = "valid") -> Resource:
 
 
 OPEN_WEBUI = {
-    "url": "http://open-webui.ns.svc:8080",
+    "url": "http://open-webui.ns.svc:80",
     "auth": {"apiKey": {"secretKeyRef": {"name": "owui", "key": "api-key"}}},
 }
 FILTER_URL = "https://example.com/filters/langfuse_filter_pipeline.py"
