@@ -348,6 +348,7 @@ async def reconcile(
         pipelines_key = p.secret(spec.pipelines.api_key)
     except MissingReference as exc:
         p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=False)
+    warning = _well_known_key_warning(spec) if pipelines_key == WELL_KNOWN_PIPELINES_KEY else None
     keys: tuple[str, str] | None = None
     try:
         public = spec.langfuse.public_key
@@ -407,6 +408,7 @@ async def reconcile(
         langfuse=p.langfuse_status,
         openwebui=p.openwebui_status,
         pipeline_id=spec.pipeline_id,
+        warning=warning,
     )
 
 
@@ -680,6 +682,7 @@ def _finish(
     langfuse: dict[str, Any] | None,
     openwebui: dict[str, Any] | None,
     pipeline_id: str | None,
+    warning: str | None = None,
 ) -> ReconcileResult:
     outcome = _merge_outcomes(outcomes)
     conditions = list(old_conditions)
@@ -693,6 +696,9 @@ def _finish(
         else:
             conditions = cond.remove_condition(conditions, cond.CONNECTION_REGISTERED)
             ready_when_done = ("ConnectionNotManaged", _connection_to_add(spec))
+        if warning is not None:
+            # Working, but not safe: Ready stays True (tracing runs) and says why it should not.
+            ready_when_done = (ready_when_done[0], f"{ready_when_done[1]}; {warning}")
         ready = cond.ready_condition(
             conditions, required=required, generation=ref.generation, ready=ready_when_done
         )
@@ -833,6 +839,25 @@ async def cleanup(
             # connection stays (the finalizer is released with a Warning, not as a success).
             return CleanupResult(False, False, outcome.message, tuple(writes))
     return CleanupResult(True, False, "removed what this resource added", tuple(writes))
+
+
+# Upstream Pipelines' default PIPELINES_API_KEY, published in its source; the official open-webui
+# chart's pipelines subchart runs with it (docs/upstream/pipelines.md, "Authentication").
+WELL_KNOWN_PIPELINES_KEY = "0p3n-w3bu!"
+
+
+def _well_known_key_warning(spec: LangfuseTracingSpec) -> str:
+    """The status warning for a Pipelines that anyone may call: it names where the key is kept,
+    never the key."""
+    key = spec.pipelines.api_key
+    return (
+        f"warning: the Pipelines key in Secret {key.name} (key {key.key}) is upstream's "
+        "well-known default, so any pod that reaches Pipelines may install code there: give "
+        "Pipelines a random PIPELINES_API_KEY and put it in that Secret, and admit only Open "
+        "WebUI and the operator to Pipelines' port with a NetworkPolicy (its valves routes, "
+        "which return the Langfuse secret key, need no key at all; the open-webui chart's "
+        "pipelines subchart has neither)"
+    )
 
 
 def _connection_to_add(spec: LangfuseTracingSpec) -> str:

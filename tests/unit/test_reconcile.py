@@ -489,3 +489,22 @@ async def test_install_record_spares_an_upload_after_a_restart(world: World) -> 
     world.pipelines.loaded.clear()
     await world.run(spec())
     assert world.pipelines.writes[len(writes)] == ("upload", PID)
+
+
+async def test_the_well_known_pipelines_key_is_ready_with_a_warning(world: World) -> None:
+    """The official open-webui chart's pipelines subchart runs with upstream's published key:
+    tracing works, and the status says where that key is kept and what to do, without it."""
+    well_known = rc.WELL_KNOWN_PIPELINES_KEY
+    world.reader.secrets[("ns", "pl")] = {"key": well_known}
+    world.pipelines.client = lambda url, key: world.pipelines  # type: ignore[method-assign]
+    await world.run(spec())
+    ready = world.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "ConnectionNotManaged")
+    assert "or set spec.openWebUI; warning: the Pipelines key" in ready["message"]
+    assert "Secret pl (key key) is upstream's well-known default" in ready["message"]
+    assert "NetworkPolicy" in ready["message"]
+    assert well_known not in json.dumps(world.status)
+
+    world.reader.secrets[("ns", "pl")] = {"key": PIPELINES_KEY}  # a random key: no warning
+    await world.run(spec())
+    assert "warning" not in world.condition("Ready")["message"]
