@@ -231,12 +231,19 @@ def test_rotating_keys_through_a_valves_update(
     [trace] = langfuse.wait_for(lambda: langfuse.traces(rotated.project_id), what="rotated trace")
     assert trace["id"] == trace_id("chat-after-rotation")
     assert [t["id"] for t in langfuse.traces(first_project.project_id)] == [trace_id(CHAT_ID)]
-    auth_keys = {
-        r["headers"].get("x-langfuse-public-key")
-        for r in langfuse.requests
-        if r["path"] == "/api/public/otel/v1/traces"
-    }
-    assert auth_keys == {first_project.public_key, rotated.public_key}
+    expected = {first_project.public_key, rotated.public_key}
+
+    def auth_keys() -> set[str]:
+        return {
+            r["headers"].get("x-langfuse-public-key")
+            for r in langfuse.requests
+            if r["path"] == "/api/public/otel/v1/traces"
+        }
+
+    # The stand-in logs a request after its handler has stored the trace: wait for the log
+    # entry of the export just seen instead of reading the log in between.
+    langfuse.wait_for(lambda: auth_keys() >= expected, what="both keys in the request log")
+    assert auth_keys() == expected
 
 
 def test_langfuse_outage_loses_no_chat_and_is_logged_once(
