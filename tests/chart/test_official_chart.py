@@ -11,7 +11,6 @@ NetworkPolicies as installed (the ``netpol`` model: nothing enforces policies he
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,41 +22,27 @@ from openwebui_langfuse.connection import plan_registration, same_connection_url
 
 from tests.chart.helm import CHART, Helm
 from tests.chart.netpol import Cluster, Pod, selects
+from tests.install_guide import GUIDE_NAMESPACE, yaml_blocks
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL = REPO.parent / "shared" / "peers" / "open-webui-chart" / "open-webui"
-GUIDE = REPO / "docs" / "install.md"
 # As in docs/install.md: the official chart's release and this chart's release.
 OFFICIAL_RELEASE = "open-webui"
 RELEASE = "openwebui-langfuse"
-GUIDE_NS = "open-webui"
 # The official chart with nothing the local cluster cannot give it (no volumes, no Ollama).
 OFFICIAL_VALUES = ["--set", "ollama.enabled=false", "--set", "persistence.enabled=false"]
 NO_CRD = ["--set", "crd.install=false"]  # the module's CRD comes from the `crd` fixture
 WAIT = ["--wait", "--timeout", "90s"]
 
 
-def _section(heading: str) -> str:
-    doc = GUIDE.read_text()
-    start = doc.index(heading)
-    end = doc.find("\n## ", start + len(heading))
-    return doc[start : end if end != -1 else len(doc)]
-
-
-def _yaml_blocks(heading: str) -> list[Any]:
-    return [
-        yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", _section(heading), re.DOTALL)
-    ]
-
-
 def _guide_tracing(heading: str, namespace: str) -> dict[str, Any]:
     """The section's LangfuseTracing, moved from the guide's namespace to the test's."""
-    (resource,) = [b for b in _yaml_blocks(heading) if b.get("kind") == "LangfuseTracing"]
-    assert resource["metadata"]["namespace"] == GUIDE_NS
-    text = yaml.safe_dump(resource).replace(f".{GUIDE_NS}.svc", f".{namespace}.svc")
+    (resource,) = [b for b in yaml_blocks(heading) if b.get("kind") == "LangfuseTracing"]
+    assert resource["metadata"]["namespace"] == GUIDE_NAMESPACE
+    text = yaml.safe_dump(resource).replace(f".{GUIDE_NAMESPACE}.svc", f".{namespace}.svc")
     loaded: dict[str, Any] = yaml.safe_load(text)
     return loaded
 
@@ -165,7 +150,7 @@ def test_subchart_kept_the_guide_adopts_its_pipelines_without_a_second_connectio
         "install", OFFICIAL_RELEASE, OFFICIAL, "-n", namespace, *OFFICIAL_VALUES,
         "--set", "pipelines.persistence.enabled=false", *WAIT,
     )  # fmt: skip
-    (values,) = [b for b in _yaml_blocks(SUBCHART) if "kind" not in b]
+    (values,) = [b for b in yaml_blocks(SUBCHART) if "kind" not in b]
     assert values["pipelines"] == {"enabled": False}
     path = tmp_path / "keep-subchart.yaml"
     path.write_text(yaml.safe_dump(values))

@@ -141,12 +141,14 @@ class Stack:
         openwebui_auth: str = "credentials",
         chart: Sequence[str] = (str(CHART),),
         operator_launcher: Launcher | None = None,
+        release: str = RELEASE,
     ) -> None:
         # What `helm install` installs: the source tree's chart, or e.g. ("oci://...",
         # "--version", "X") from a registry; and how the operator runs (the source tree, or
         # the released image).
         self.chart = list(chart)
         self.operator_launcher = operator_launcher
+        self.release = release
         self.world = world
         self.cluster = cluster
         self.open_webui = open_webui
@@ -222,7 +224,7 @@ class Stack:
         values_file.write_text(yaml.safe_dump(merged))
         waiting = ["--wait", "--timeout", "2m"] if wait else []
         out = _ok(
-            self.helm("install", RELEASE, *self.chart, "--values", str(values_file), *waiting),
+            self.helm("install", self.release, *self.chart, "--values", str(values_file), *waiting),
             "helm install",
         )
         self.installed = True
@@ -230,7 +232,9 @@ class Stack:
 
     def chart_resource_name(self, kind: str, component: str) -> str:
         """Name of the chart's object of ``kind`` with label component=``component``."""
-        selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
+        selector = (
+            f"app.kubernetes.io/instance={self.release},app.kubernetes.io/component={component}"
+        )
         out = _ok(self.kubectl("get", kind, "-l", selector, "-o", "json"), f"get {kind}")
         items = json.loads(out)["items"]
         if len(items) != 1:
@@ -570,7 +574,7 @@ class Stack:
     def _uninstall(self) -> None:
         if self.installed:
             self.installed = False
-            self.helm("uninstall", RELEASE, "--no-hooks", "--wait", "--timeout", "1m")
+            self.helm("uninstall", self.release, "--no-hooks", "--wait", "--timeout", "1m")
 
     def _stop_pipelines(self) -> None:
         if self.pipelines is not None:
