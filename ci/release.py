@@ -37,6 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The cache provisioning fills (one definition: ci/provision.py, a sibling script).
+sys.path.insert(0, str(ROOT / "ci"))
+from provision import default_cache  # noqa: E402
+
 CHART_DIR = ROOT / "charts" / "openwebui-langfuse"
 DEFAULT_REGISTRY = "ghcr.io/openwebui-langfuse"
 # Built and pushed together; the packaged chart pins each by digest (values `<name>.image`).
@@ -62,10 +66,7 @@ def run(cmd: list[str], *, what: str, cwd: Path = ROOT) -> str:
 
 
 def world_binary(name: str) -> str:
-    cache = os.environ.get("OWL_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openwebui-langfuse"
-    )
-    manifest = Path(cache) / "world.json"
+    manifest = default_cache() / "world.json"
     try:
         return str(json.loads(manifest.read_text())["bin"][name])
     except (OSError, KeyError, ValueError):
@@ -250,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--allow-dirty",
         action="store_true",
-        help="build from uncommitted changes (never for a push)",
+        help="skip the clean-tree check; the images are still built from HEAD, the chart is "
+        "packaged from the work tree (never for a push)",
     )
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -270,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             stale.unlink()
         chart = package_chart(version, registry, digests, out)
         say(
-            f"chart {chart.name}: default images {', '.join(f'{registry}/{n}@{d}' for n, d in digests.items())}"
+            f"chart {chart.name}: default images "
+            + ", ".join(f"{registry}/{n}@{d}" for n, d in digests.items())
         )
         record: dict[str, object] = {
             "version": version,

@@ -125,12 +125,18 @@ def operator_image(tmp_path_factory: pytest.TempPathFactory, release_commit: str
 
 def unpack(image: BuiltImage) -> Iterator[Path]:
     """The image unpacked by umoci under a directory every uid can traverse; removed after."""
+    return unpack_layout(image.layout.path, image.tag, image.name)
+
+
+def unpack_layout(layout: Path, tag: str, name: str) -> Iterator[Path]:
+    """A layout (the session's build, or one pulled back from a release) unpacked by umoci, as
+    ``unpack`` does; a generator, for ``yield from`` or ``contextlib.contextmanager``."""
     umoci = World.load().binary("umoci")
-    base = Path(tempfile.mkdtemp(prefix=f"owl-{image.name}-rootfs-"))
+    base = Path(tempfile.mkdtemp(prefix=f"owl-{name}-rootfs-"))
     try:
         bundle = base / "bundle"
         subprocess.run(
-            [str(umoci), "unpack", "--image", f"{image.layout.path}:{image.tag}", str(bundle)],
+            [str(umoci), "unpack", "--image", f"{layout}:{tag}", str(bundle)],
             check=True,
             capture_output=True,
         )

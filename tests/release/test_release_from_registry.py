@@ -14,6 +14,7 @@ re-link the shared project virtualenv to the clone under the running session.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -32,7 +33,7 @@ import yaml
 
 from tests.e2e.stack import ECHO_MODEL, RELEASE, Stack
 from tests.peers.langfuse_standin.server import LangfuseStandIn
-from tests.release.conftest import BuiltImage
+from tests.release.conftest import BuiltImage, unpack_layout
 from tests.release.incluster import InCluster, in_cluster
 from tests.release.sandbox import DEFAULT_UID, SERVICE_ACCOUNT_DIR, bwrap_argv
 from tests.world.cluster import Cluster
@@ -189,12 +190,18 @@ def test_helm_install_from_the_registry_and_the_operator_from_the_image(
 ) -> None:
     chart = [released.chart_ref, "--version", released.version, "--plain-http"]
     stack = Stack(world, cluster, open_webui, langfuse, namespace, chart=chart)
-    # Directories the image's uid reads: under /tmp itself, not pytest's 0700 tmp_path.
-    scratch = [Path(tempfile.mkdtemp(prefix="owl-released-")) for _ in range(3)]
-    for path in scratch:
-        path.chmod(0o755)
-    rootfs_dir, sa_dir, hook_dir = scratch
-    try:
+    with contextlib.ExitStack() as cleanup:  # last in, first out
+        # Directories the image's uid reads: under /tmp itself, not pytest's 0700 tmp_path.
+        sa_dir, hook_dir = (Path(tempfile.mkdtemp(prefix="owl-released-")) for _ in range(2))
+        for path in (sa_dir, hook_dir):
+            path.chmod(0o755)
+            cleanup.callback(shutil.rmtree, path, ignore_errors=True)
+        rootfs = cleanup.enter_context(
+            contextlib.contextmanager(unpack_layout)(
+                released.output / "operator-oci", operator_image.tag, "released-operator"
+            )
+        )
+        cleanup.callback(stack.close)  # stops the sandboxed operator before its rootfs goes
         stack.install_chart()
         pods = json.loads(stack.kubectl("get", "pods", "-o", "json").stdout)["items"]
         images = {
@@ -205,17 +212,10 @@ def test_helm_install_from_the_registry_and_the_operator_from_the_image(
         }
         for image in IMAGES:
             assert images[image] == f"{released.registry}/{image}@{released.digests[image]}"
-        rootfs = unpack_layout(
-            world, released.output / "operator-oci", operator_image.tag, rootfs_dir
-        )
         account = stack.chart_resource_name("serviceaccount", "operator")
         pod = in_cluster(cluster, namespace, account, sa_dir)
         stack.operator_launcher = image_launcher(rootfs, operator_image, pod)
         _whole_path_from_the_image(stack, rootfs, operator_image, pod, cluster, released, hook_dir)
-    finally:
-        stack.close()  # stops the sandboxed operator before its root filesystem goes
-        for path in scratch:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _whole_path_from_the_image(
@@ -299,19 +299,6 @@ def hook_account(cluster: Cluster, stack: Stack, released: Released, directory: 
         cluster, stack.world, stack.namespace, stack.tmp, release=RELEASE, chart=chart
     )
     return in_cluster(cluster, stack.namespace, account, directory)
-
-
-def unpack_layout(world: World, layout: Path, tag: str, base: Path) -> Path:
-    """The pushed layout unpacked by umoci, readable by the image's uid; its rootfs."""
-    bundle = base / "bundle"
-    subprocess.run(
-        [str(world.binary("umoci")), "unpack", "--image", f"{layout}:{tag}", str(bundle)],
-        check=True,
-        capture_output=True,
-    )
-    for path in (base, bundle):
-        path.chmod(0o755)
-    return bundle / "rootfs"
 
 
 def _run_from_image(

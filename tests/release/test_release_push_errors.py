@@ -7,34 +7,20 @@ operator image (built once by tests/release/conftest.py).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests import ci_scripts
 from tests.release.conftest import BuiltImage
 from tests.world.proc import LOOPBACK, free_port
 
 pytestmark = pytest.mark.world
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _release_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("owl_release_push", ROOT / "ci" / "release.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["owl_release_push"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-release = _release_module()
+release = ci_scripts.load("release")
 
 
 class _Refusing(BaseHTTPRequestHandler):

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
+from tests import ci_scripts
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_release() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("owl_release", REPO / "ci" / "release.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["owl_release"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-release = _load_release()
+release = ci_scripts.load("release")
 
 
 def test_chart_and_package_versions_are_one_number() -> None:

@@ -11,75 +11,54 @@ By hand: ``python -m tests.world.registry --help``.
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Self
 
 import httpx
 
+from tests.world.loopback_server import LoopbackServer
 from tests.world.manifest import World
-from tests.world.proc import LOOPBACK, Process, free_port, serve_until_interrupted
+from tests.world.proc import LOOPBACK, Process, serve_until_interrupted
 
 
-class Registry:
+class Registry(LoopbackServer):
     """One in-memory registry; ``host`` is what image references and oci:// URLs start with."""
 
+    name = "OCI registry"
+    tmp_prefix = "owl-registry-"
+    log_name = "registry.log"
+    subdirs = ()
+
     def __init__(self, world: World, *, ready_timeout: float = 30.0) -> None:
-        self.world = world
-        self.ready_timeout = ready_timeout
-        self.port: int | None = None
-        self.tmp: Path | None = None
-        self.process: Process | None = None
+        super().__init__(world, port=None, base_dir=None, ready_timeout=ready_timeout, env=None)
 
     @property
     def host(self) -> str:
         assert self.port is not None, "registry not started"
         return f"{LOOPBACK}:{self.port}"
 
-    @property
-    def log_path(self) -> Path:
-        assert self.tmp is not None, "registry not started"
-        return self.tmp / "registry.log"
-
     def start(self) -> Self:
-        self.port = free_port()
-        self.tmp = Path(tempfile.mkdtemp(prefix="owl-registry-"))
+        self._claim_port_and_dir()
         self.process = Process(
-            "OCI registry",
+            self.name,
             [self.world.binary("crane"), "registry", "serve", "--address", self.host],
             log_path=self.log_path,
             ready=self._ready,
             ready_timeout=self.ready_timeout,
-            ready_what=f"answering http://{self.host}/v2/",
+            ready_what=f"answering {self.url}/v2/",
         )
         self.process.start()
         return self
 
     def _ready(self) -> bool:
-        return httpx.get(f"http://{self.host}/v2/", timeout=2).status_code == 200
+        return httpx.get(f"{self.url}/v2/", timeout=2).status_code == 200
 
     def tags(self, repository: str) -> list[str]:
         """The tags the registry holds for ``repository`` (``[]`` when it has none)."""
-        response = httpx.get(f"http://{self.host}/v2/{repository}/tags/list", timeout=5)
+        response = httpx.get(f"{self.url}/v2/{repository}/tags/list", timeout=5)
         if response.status_code == 404:
             return []
         response.raise_for_status()
         return list(response.json().get("tags") or [])
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
