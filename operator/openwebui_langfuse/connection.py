@@ -64,6 +64,7 @@ from openwebui_langfuse.clients.openwebui import (
 
 __all__ = [
     "ConnectionOutcome",
+    "OpenWebUIConnections",
     "ConnectionPlan",
     "plan_registration",
     "plan_removal",
@@ -103,9 +104,8 @@ class ConnectionOutcome:
     connection_url: str
     wrote: bool  # an upstream write happened
     temporary: bool  # True: retry with backoff (unreachable/5xx); False: needs a spec/secret change
-    # Beyond the agreed interface (defaulted, so nothing breaks): True when this call appended
-    # the connection rather than adopting one a person had made; deletion should only remove
-    # what the operator added (issue 7, item 2), so the caller can remember this.
+    # True when this call appended the connection rather than adopting one a person had made:
+    # deletion removes only what the operator added, so the caller remembers this.
     added: bool = False
 
 
@@ -401,6 +401,51 @@ async def remove_connection(
     """Remove only the connection with this URL; every other connection keeps its config."""
     async with OpenWebUIClient(openwebui_url, auth, timeout=timeout, token_cache=_TOKENS) as client:
         return await remove_connection_with(client, connection_url=connection_url)
+
+
+class OpenWebUIConnections:
+    """The Open WebUI step as the reconcile pass calls it (``reconcile.ConnectionApi``): each
+    call opens a client with the given auth and the operator's HTTP timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+
+    def auth(
+        self, api_key: str | None, email: str | None, password: str | None
+    ) -> ApiKeyAuth | CredentialsAuth:
+        if api_key is not None:
+            return ApiKeyAuth(api_key=api_key)
+        return CredentialsAuth(email=email or "", password=password or "")
+
+    async def sync(
+        self,
+        *,
+        openwebui_url: str,
+        auth: ApiKeyAuth | CredentialsAuth,
+        connection_url: str,
+        pipelines_key: str,
+        usage_capability: bool,
+        pipeline_id: str,
+    ) -> ConnectionOutcome:
+        return await sync_connection(
+            openwebui_url=openwebui_url,
+            auth=auth,
+            connection_url=connection_url,
+            pipelines_key=pipelines_key,
+            usage_capability=usage_capability,
+            pipeline_id=pipeline_id,
+            timeout=self._timeout,
+        )
+
+    async def remove(
+        self, *, openwebui_url: str, auth: ApiKeyAuth | CredentialsAuth, connection_url: str
+    ) -> ConnectionOutcome:
+        return await remove_connection(
+            openwebui_url=openwebui_url,
+            auth=auth,
+            connection_url=connection_url,
+            timeout=self._timeout,
+        )
 
 
 async def sync_connection_with(

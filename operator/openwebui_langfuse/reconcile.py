@@ -25,6 +25,7 @@ from openwebui_langfuse import conditions as cond
 from openwebui_langfuse.clients.langfuse import LangfuseCheck, LangfuseCheckError
 from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesError
 from openwebui_langfuse.conditions import Condition
+from openwebui_langfuse.connection import ConnectionOutcome
 from openwebui_langfuse.models import (
     ApiKeyAuthSpec,
     LangfuseTracingSpec,
@@ -75,21 +76,8 @@ class LangfuseApi(Protocol):
     async def check(self, public_key: str, secret_key: str) -> LangfuseCheck: ...
 
 
-@dataclass(frozen=True)
-class ConnectionResult:
-    """Mirror of ``openwebui_langfuse.connection.ConnectionOutcome`` (structural)."""
-
-    registered: bool
-    reason: str
-    message: str
-    connection_url: str
-    wrote: bool
-    temporary: bool
-    added: bool = False  # this call appended the connection (it was not there before)
-
-
 class ConnectionApi(Protocol):
-    """Step 5, implemented by ``openwebui_langfuse.connection`` (see ``engine``)."""
+    """Step 5, implemented by ``openwebui_langfuse.connection.OpenWebUIConnections``."""
 
     async def sync(
         self,
@@ -100,11 +88,11 @@ class ConnectionApi(Protocol):
         pipelines_key: str,
         usage_capability: bool,
         pipeline_id: str,
-    ) -> ConnectionResult: ...
+    ) -> ConnectionOutcome: ...
 
     async def remove(
         self, *, openwebui_url: str, auth: Any, connection_url: str
-    ) -> ConnectionResult: ...
+    ) -> ConnectionOutcome: ...
 
     def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any: ...
 
@@ -123,7 +111,7 @@ class Upstreams:
     pipelines: Callable[[str, str], PipelinesApi]
     langfuse: Callable[[str], LangfuseApi]
     download: Callable[[str], Awaitable[bytes]]
-    connection: ConnectionApi | None = None
+    connection: ConnectionApi | None = None  # needed only by resources with spec.openWebUI
     lock_for: Callable[[str], asyncio.Lock] = field(default_factory=lambda: _LockRegistry())
 
 
@@ -600,14 +588,7 @@ async def _sync_connection(
     spec = p.spec
     assert spec.open_webui is not None
     api = p.upstreams.connection
-    if api is None:
-        p.fail(
-            cond.CONNECTION_REGISTERED,
-            "NotSupported",
-            "this operator build cannot register Open WebUI connections",
-            temporary=False,
-        )
-        return
+    assert api is not None, "Upstreams.connection is required for a spec with openWebUI"
     if pipelines_key is None:
         p.fail(
             cond.CONNECTION_REGISTERED,

@@ -33,12 +33,11 @@ from openwebui_langfuse import conditions as cond
 from openwebui_langfuse.clients.langfuse import LangfuseClient
 from openwebui_langfuse.clients.pipelines import PipelinesClient, PipelinesError
 from openwebui_langfuse.config import Settings
-from openwebui_langfuse.connection import normalise_connection_url
+from openwebui_langfuse.connection import OpenWebUIConnections, normalise_connection_url
 from openwebui_langfuse.kube import KubeApi, KubeError
 from openwebui_langfuse.models import parse_spec
 from openwebui_langfuse.reconcile import (
     CleanupResult,
-    ConnectionResult,
     DownloadError,
     InstallMemory,
     MissingReference,
@@ -116,51 +115,6 @@ class IndexReader:
         return str(data[key])
 
 
-# -- the Open WebUI step, bound to ``openwebui_langfuse.connection`` when it is installed -------
-
-
-class _ConnectionAdapter:
-    def __init__(self, timeout: float) -> None:
-        from openwebui_langfuse import connection
-        from openwebui_langfuse.clients import openwebui
-
-        self._connection = connection
-        self._openwebui = openwebui
-        self._timeout = timeout
-
-    def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any:
-        if api_key is not None:
-            return self._openwebui.ApiKeyAuth(api_key=api_key)
-        return self._openwebui.CredentialsAuth(email=email or "", password=password or "")
-
-    @staticmethod
-    def _result(outcome: Any) -> ConnectionResult:
-        return ConnectionResult(
-            registered=bool(outcome.registered),
-            reason=str(outcome.reason),
-            message=str(outcome.message),
-            connection_url=str(outcome.connection_url),
-            wrote=bool(outcome.wrote),
-            temporary=bool(outcome.temporary),
-            added=bool(getattr(outcome, "added", False)),
-        )
-
-    async def sync(self, **kwargs: Any) -> ConnectionResult:
-        outcome = await self._connection.sync_connection(**kwargs, timeout=self._timeout)
-        return self._result(outcome)
-
-    async def remove(self, **kwargs: Any) -> ConnectionResult:
-        outcome = await self._connection.remove_connection(**kwargs, timeout=self._timeout)
-        return self._result(outcome)
-
-
-def _connection_api(timeout: float) -> _ConnectionAdapter | None:
-    try:
-        return _ConnectionAdapter(timeout)
-    except ImportError:  # the Open WebUI step has not landed in this build
-        return None
-
-
 # -- workers ----------------------------------------------------------------------------------
 
 
@@ -212,7 +166,7 @@ class Runtime:
                 host, http=self.http, timeout=settings.http_timeout
             ),
             download=self.download,
-            connection=_connection_api(settings.http_timeout),
+            connection=OpenWebUIConnections(settings.http_timeout),
             lock_for=self.lock_for,
         )
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from openwebui_langfuse.config import Settings
-from openwebui_langfuse.reconcile import ConnectionResult, MissingReference
+from openwebui_langfuse.connection import ConnectionOutcome
+from openwebui_langfuse.reconcile import MissingReference
 from openwebui_langfuse.runtime import IndexReader, Runtime, Worker
 
 from tests.unit.test_reconcile import (
@@ -46,25 +47,25 @@ def test_index_reader_decodes_and_names_what_is_missing() -> None:
 
 class FakeConnection:
     def __init__(self) -> None:
-        self.outcome = ConnectionResult(
+        self.outcome = ConnectionOutcome(
             True, "Registered", "Open WebUI uses Pipelines", "http://p:9099", True, False
         )
         self.synced: list[dict[str, Any]] = []
         self.removed: list[dict[str, Any]] = []
-        self.remove_outcome: ConnectionResult | None = None
+        self.remove_outcome: ConnectionOutcome | None = None
 
     def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any:
         return ("key", api_key) if api_key else ("creds", email, password)
 
-    async def sync(self, **kwargs: Any) -> ConnectionResult:
+    async def sync(self, **kwargs: Any) -> ConnectionOutcome:
         self.synced.append(kwargs)
         return self.outcome
 
-    async def remove(self, **kwargs: Any) -> ConnectionResult:
+    async def remove(self, **kwargs: Any) -> ConnectionOutcome:
         self.removed.append(kwargs)
         if self.remove_outcome is not None:
             return self.remove_outcome
-        return ConnectionResult(False, "Removed", "", kwargs["connection_url"], True, False)
+        return ConnectionOutcome(False, "Removed", "", kwargs["connection_url"], True, False)
 
 
 class Harness:
@@ -192,7 +193,7 @@ async def test_open_webui_step_and_its_cleanup() -> None:
     assert call["auth"] == ("creds", "admin@example.com", "pw-123456")
     assert call["pipelines_key"] == PIPELINES_KEY and call["pipeline_id"] == "lft_ns_tracing"
 
-    h.connection.outcome = ConnectionResult(
+    h.connection.outcome = ConnectionOutcome(
         False, "OpenWebUIUnreachable", "down", "http://p:9099", False, True
     )
     assert await h.runtime.pass_once(worker, body(raw), h.reader) == 1.0
@@ -214,8 +215,8 @@ async def test_only_a_connection_this_resource_added_is_removed_on_deletion() ->
     h = Harness()
     raw = spec_with_open_webui()
 
-    def outcome(added: bool) -> ConnectionResult:
-        return ConnectionResult(True, "Registered", "", "http://p:9099", added, False, added)
+    def outcome(added: bool) -> ConnectionOutcome:
+        return ConnectionOutcome(True, "Registered", "", "http://p:9099", added, False, added)
 
     # Adopted: a person's connection was there; deleting the resource leaves it.
     adopted = Worker(key=("ns", "tracing"), status={})
@@ -251,11 +252,11 @@ async def test_appending_the_connection_is_remembered_before_it_is_confirmed() -
     h = Harness()
     raw = spec_with_open_webui()
     worker = Worker(key=("ns", "tracing"), status={})
-    h.connection.outcome = ConnectionResult(
+    h.connection.outcome = ConnectionOutcome(
         False, "PipelinesNotDetected", "", "http://p:9099", True, True, True
     )
     await h.runtime.pass_once(worker, body(raw), h.reader)
-    h.connection.outcome = ConnectionResult(
+    h.connection.outcome = ConnectionOutcome(
         True, "Registered", "", "http://p:9099", False, False, False
     )
     await h.runtime.pass_once(worker, {**body(raw), "status": worker.status}, h.reader)
@@ -266,7 +267,7 @@ async def test_appending_the_connection_is_remembered_before_it_is_confirmed() -
 async def test_a_connection_that_cannot_be_removed_is_not_reported_as_removed() -> None:
     h = Harness()
     raw = spec_with_open_webui()
-    h.connection.remove_outcome = ConnectionResult(
+    h.connection.remove_outcome = ConnectionOutcome(
         False, "OpenWebUIUnauthorized", "Open WebUI refused the admin credentials", "", False, False
     )
     result = await h.runtime.cleanup(
@@ -317,7 +318,7 @@ async def test_a_filter_that_fails_to_load_stalls_even_with_open_webui() -> None
     h = Harness()
     h.config_maps[("ns", "cm")] = [{"filter.py": "BROKEN"}]
     raw = spec_with_open_webui()
-    h.connection.outcome = ConnectionResult(
+    h.connection.outcome = ConnectionOutcome(
         False,
         "FilterNotVisible",
         "Open WebUI does not see the filter",
