@@ -1,149 +1,42 @@
 """One idempotent reconcile pass of a LangfuseTracing (docs/design.md, "Reconcile"), and cleanup.
 
 No kopf here: the pass takes its inputs (the raw spec, the previous status, a reader of
-Secrets/ConfigMaps) and its upstream clients as Protocols, and returns the new status plus what
-happened. Running it twice in a row changes nothing the second time: every write is preceded
-by a read that shows it is needed.
+Secrets/ConfigMaps) and its upstream clients as Protocols (``openwebui_langfuse.passes``), and
+returns the new status plus what happened. Running it twice in a row changes nothing the second
+time: every write is preceded by a read that shows it is needed.
 
 Steps: resolve references → verify Langfuse (concurrently with the filter install, which needs
 no credentials) → install the filter and confirm it loaded → valves (read, overlay, write only
-when different; never after a failed verification) → Open WebUI connection (another module) →
-status. Writes to one Pipelines server are serialised by a lock per URL, because the server has
-none and every upload reloads every module.
+when different; never after a failed verification) → make Open WebUI use the filter → status.
+What is specific to where the filter runs (install, valves, Open WebUI, removal) is the target's
+(``openwebui_langfuse.targets``); this module reads the same for each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from openwebui_langfuse import conditions as cond
-from openwebui_langfuse.clients.langfuse import LangfuseCheck, LangfuseCheckError
-from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesError
+from openwebui_langfuse.clients.langfuse import LangfuseCheckError
 from openwebui_langfuse.conditions import Condition
-from openwebui_langfuse.connection import ConnectionOutcome
-from openwebui_langfuse.models import (
-    ApiKeyAuthSpec,
-    LangfuseTracingSpec,
-    SecretKeyRef,
-    SpecError,
-    parse_spec,
-    url_file_stem,
+from openwebui_langfuse.models import LangfuseTracingSpec, SpecError, parse_spec, url_file_stem
+from openwebui_langfuse.passes import (
+    CleanupResult,
+    DownloadError,
+    InstallMemory,
+    MissingReference,
+    Outcome,
+    Pass,
+    ReferenceReader,
+    ResourceRef,
+    Upstreams,
 )
-
-Outcome = Literal["ok", "temporary", "permanent"]
-
-
-# -- inputs ---------------------------------------------------------------------------------------
-
-
-class MissingReference(Exception):
-    """A referenced Secret/ConfigMap or key does not exist; the message names it, no value."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-class ReferenceReader(Protocol):
-    """Reads referenced objects of the resource's namespace (a cache or the API)."""
-
-    def secret_value(self, namespace: str, name: str, key: str) -> str: ...
-
-    def config_map_value(self, namespace: str, name: str, key: str) -> str: ...
-
-
-class PipelinesApi(Protocol):
-    async def list_pipelines(self) -> list[PipelineInfo]: ...
-
-    async def add_by_url(self, url: str) -> None: ...
-
-    async def upload(self, filename: str, content: bytes) -> None: ...
-
-    async def delete(self, pipeline_id: str) -> bool: ...
-
-    async def get_valves(self, pipeline_id: str) -> dict[str, Any]: ...
-
-    async def update_valves(self, pipeline_id: str, valves: Mapping[str, Any]) -> None: ...
-
-
-class LangfuseApi(Protocol):
-    async def check(self, public_key: str, secret_key: str) -> LangfuseCheck: ...
-
-
-class ConnectionApi(Protocol):
-    """Step 5, implemented by ``openwebui_langfuse.connection.OpenWebUIConnections``."""
-
-    async def sync(
-        self,
-        *,
-        openwebui_url: str,
-        auth: Any,
-        connection_url: str,
-        pipelines_key: str,
-        usage_capability: bool,
-        pipeline_id: str,
-    ) -> ConnectionOutcome: ...
-
-    async def remove(
-        self, *, openwebui_url: str, auth: Any, connection_url: str
-    ) -> ConnectionOutcome: ...
-
-    def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any: ...
-
-
-class DownloadError(Exception):
-    def __init__(self, message: str, *, temporary: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.temporary = temporary
-
-
-@dataclass
-class Upstreams:
-    """Factories for the upstream clients of one pass (the engine binds its HTTP pool)."""
-
-    pipelines: Callable[[str, str], PipelinesApi]
-    langfuse: Callable[[str], LangfuseApi]
-    download: Callable[[str], Awaitable[bytes]]
-    connection: ConnectionApi | None = None  # needed only by resources with spec.openWebUI
-    lock_for: Callable[[str], asyncio.Lock] = field(default_factory=lambda: _LockRegistry())
-
-
-class _LockRegistry:
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def __call__(self, url: str) -> asyncio.Lock:
-        return self._locks.setdefault(url.rstrip("/"), asyncio.Lock())
-
-
-@dataclass
-class InstallMemory:
-    """What this process installed where, so a resync with nothing changed writes nothing.
-
-    Pipelines has no API to read a module's content, so "is the installed file the one we
-    want?" is answered from memory: ``installed[(url, id)]`` is the marker (content digest or
-    source URL) of the last install that loaded. After an operator restart the memory is empty
-    and each filter is installed once more — cheap for a filter without ``requirements:``.
-    ``failed`` remembers markers that did not load, so a broken filter is not re-uploaded on
-    every pass (no hot loop) until its content or the spec changes.
-    """
-
-    installed: dict[tuple[str, str], str] = field(default_factory=dict)
-    failed: dict[tuple[str, str], str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ResourceRef:
-    namespace: str
-    name: str
-    generation: int
+from openwebui_langfuse.targets import pipelines as pipelines_target
+from openwebui_langfuse.targets.pipelines import PipelinesTarget
 
 
 @dataclass
@@ -156,77 +49,6 @@ class ReconcileResult:
     writes: list[str]
     spec: LangfuseTracingSpec | None
     status_changed: bool = False
-
-
-# -- the install record (survives operator restarts) -----------------------------------------------
-
-
-def install_record(spec: LangfuseTracingSpec, memory: InstallMemory) -> str | None:
-    """What this resource's filter install is known to be, as a small JSON string.
-
-    Kept in an annotation of the resource by the runtime, so that a restarted operator does not
-    upload every filter again: each upload makes Pipelines reload *every* module, which stalls
-    the single-process server for a moment per module. It names a public file digest or URL,
-    never a secret.
-    """
-    marker = memory.installed.get((spec.pipelines.url, spec.pipeline_id))
-    if marker is None:
-        return None
-    return json.dumps(
-        {"pipelines": spec.pipelines.url, "pipelineId": spec.pipeline_id, "file": marker},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-
-
-def remember_install(record: str | None, memory: InstallMemory) -> None:
-    """Seed the memory from a record written by an earlier operator process."""
-    if not record:
-        return
-    try:
-        data = json.loads(record)
-        key = (str(data["pipelines"]), str(data["pipelineId"]))
-        marker = str(data["file"])
-    except (ValueError, KeyError, TypeError):
-        return  # hand-edited or from another version: the next pass simply uploads again
-    memory.installed.setdefault(key, marker)
-
-
-def recorded_target(record: str | None) -> tuple[str, str] | None:
-    """(Pipelines URL, pipeline id) an install record names, if it is readable."""
-    if not record:
-        return None
-    try:
-        data = json.loads(record)
-        return str(data["pipelines"]), str(data["pipelineId"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-async def retire_previous(
-    ref: ResourceRef,
-    spec: LangfuseTracingSpec,
-    previous: tuple[str, str],
-    *,
-    reader: ReferenceReader,
-    upstreams: Upstreams,
-    memory: InstallMemory,
-) -> str | None:
-    """Delete the filter this resource installed before its pipeline id or server changed.
-
-    Left in place it would go on tracing the same chats with the old settings (duplicate
-    traces). Uses the resource's current Pipelines key. Returns what was done, or None.
-    """
-    url, pipeline_id = previous
-    pipelines_key = reader.secret_value(
-        ref.namespace, spec.pipelines.api_key.name, spec.pipelines.api_key.key
-    )
-    client = upstreams.pipelines(url, pipelines_key)
-    async with upstreams.lock_for(url):
-        deleted = await client.delete(pipeline_id)
-    memory.installed.pop(previous, None)
-    memory.failed.pop(previous, None)
-    return f"deleted the previous filter {pipeline_id}" if deleted else None
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -249,33 +71,6 @@ def _merge_outcomes(outcomes: Sequence[Outcome]) -> Outcome:
     if "permanent" in outcomes:
         return "permanent"
     return "ok"
-
-
-@dataclass
-class _Pass:
-    ref: ResourceRef
-    spec: LangfuseTracingSpec
-    reader: ReferenceReader
-    upstreams: Upstreams
-    memory: InstallMemory
-    new: dict[str, Condition] = field(default_factory=dict)
-    outcomes: list[Outcome] = field(default_factory=list)
-    writes: list[str] = field(default_factory=list)
-    langfuse_status: dict[str, Any] | None = None
-    openwebui_status: dict[str, Any] | None = None
-    previous_openwebui_status: Mapping[str, Any] = field(default_factory=dict)
-
-    def set(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
-        self.new[type_] = Condition(
-            type_, status, reason, message, observed_generation=self.ref.generation
-        )
-
-    def fail(self, type_: str, reason: str, message: str, *, temporary: bool) -> None:
-        self.set(type_, "False", reason, message)
-        self.outcomes.append("temporary" if temporary else "permanent")
-
-    def secret(self, ref: SecretKeyRef) -> str:
-        return self.reader.secret_value(self.ref.namespace, ref.name, ref.key)
 
 
 # -- the pass -------------------------------------------------------------------------------------
@@ -321,7 +116,7 @@ async def reconcile(
             pipeline_id=None,
         )
 
-    p = _Pass(
+    p = Pass(
         ref=ref,
         spec=spec,
         reader=reader,
@@ -329,14 +124,10 @@ async def reconcile(
         memory=memory,
         previous_openwebui_status=old_status.get("openWebUI") or {},
     )
+    target = PipelinesTarget(p)
 
     # Step 1: references. Each missing one blocks only the stages that need it.
-    pipelines_key: str | None = None
-    try:
-        pipelines_key = p.secret(spec.pipelines.api_key)
-    except MissingReference as exc:
-        p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=False)
-    warning = _well_known_key_warning(spec) if pipelines_key == WELL_KNOWN_PIPELINES_KEY else None
+    target_ready = target.resolve()
     keys: tuple[str, str] | None = None
     try:
         public = spec.langfuse.public_key
@@ -364,13 +155,13 @@ async def reconcile(
             f"{spec.pipelines.url}: set spec.filter.pipelineId to another id",
             temporary=False,
         )
-    elif pipelines_key is not None:
-        installed = await _install_filter(p, pipelines_key)
+    elif target_ready:
+        installed = await _install(p, target)
     verified = await verify_task
 
     # Step 4: valves, only over a loaded filter and with credentials that passed.
-    if pipelines_key is not None and keys is not None and installed and verified:
-        await _sync_valves(p, pipelines_key, keys)
+    if keys is not None and installed and verified:
+        await target.sync_valves(keys)
     elif cond.VALVES_SYNCED not in p.new:
         blocker = (
             p.new.get(cond.FILTER_INSTALLED) if not installed else p.new.get(cond.CREDENTIALS_VALID)
@@ -380,9 +171,8 @@ async def reconcile(
         # Not an outcome of its own: the blocking stage already counted.
         p.set(cond.VALVES_SYNCED, "False", reason, f"valves left as they are ({detail})")
 
-    # Step 5: the Open WebUI connection.
-    if spec.open_webui is not None:
-        await _sync_connection(p, pipelines_key, filter_installed=installed)
+    # Step 5: Open WebUI uses the filter.
+    await target.publish(filter_installed=installed)
 
     return _finish(
         ref,
@@ -396,11 +186,12 @@ async def reconcile(
         langfuse=p.langfuse_status,
         openwebui=p.openwebui_status,
         pipeline_id=spec.pipeline_id,
-        warning=warning,
+        unmanaged=target.ready_message(),
+        warning=target.warning,
     )
 
 
-async def _verify(p: _Pass, keys: tuple[str, str] | None) -> bool:
+async def _verify(p: Pass, keys: tuple[str, str] | None) -> bool:
     """Step 2. True when valves may be pushed (checked, or checking switched off)."""
     if keys is None:
         return False
@@ -431,7 +222,7 @@ async def _verify(p: _Pass, keys: tuple[str, str] | None) -> bool:
     return True
 
 
-async def _filter_content(p: _Pass) -> tuple[bytes | None, str]:
+async def _filter_content(p: Pass) -> tuple[bytes | None, str]:
     """The file to upload (``None`` for add-by-URL) and its install marker."""
     f = p.spec.filter
     content: bytes | None
@@ -463,11 +254,8 @@ async def _filter_content(p: _Pass) -> tuple[bytes | None, str]:
     return content, f"sha256:{digest}"
 
 
-async def _install_filter(p: _Pass, pipelines_key: str) -> bool:
-    """Step 3: make sure the filter is loaded under the resource's pipeline id."""
-    spec = p.spec
-    pid = spec.pipeline_id
-    key = (spec.pipelines.url, pid)
+async def _install(p: Pass, target: PipelinesTarget) -> bool:
+    """Step 3: the filter's content, then the target installs it and confirms it loaded."""
     try:
         content, marker = await _filter_content(p)
     except MissingReference as exc:
@@ -476,175 +264,7 @@ async def _install_filter(p: _Pass, pipelines_key: str) -> bool:
     except DownloadError as exc:
         p.fail(cond.FILTER_INSTALLED, "DownloadFailed", exc.message, temporary=exc.temporary)
         return False
-
-    client = p.upstreams.pipelines(spec.pipelines.url, pipelines_key)
-    try:
-        async with p.upstreams.lock_for(spec.pipelines.url):
-            remembered = p.memory.installed.get(key) == marker
-            listed: list[PipelineInfo] | None = None
-            if remembered or p.memory.failed.get(key) == marker:
-                listed = await client.list_pipelines()
-                if any(row.id == pid for row in listed) and remembered:
-                    p.set(
-                        cond.FILTER_INSTALLED,
-                        "True",
-                        "Installed",
-                        f"filter {pid} is loaded in Pipelines",
-                    )
-                    return True
-                if p.memory.failed.get(key) == marker and not any(r.id == pid for r in listed):
-                    p.fail(
-                        cond.FILTER_INSTALLED,
-                        "FilterLoadFailed",
-                        _load_failed_message(pid),
-                        temporary=False,
-                    )
-                    return False
-            if content is None:
-                assert spec.filter.url is not None
-                await client.add_by_url(spec.filter.url)
-                p.writes.append(f"added filter {pid} from its URL")
-            else:
-                await client.upload(f"{pid}.py", content)
-                p.writes.append(f"uploaded filter {pid}")
-            # add/upload answer 200 even when loading failed: only the list tells.
-            listed = await client.list_pipelines()
-    except PipelinesError as exc:
-        p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=exc.temporary)
-        return False
-    if not any(row.id == pid for row in listed):
-        p.memory.failed[key] = marker
-        p.memory.installed.pop(key, None)
-        p.fail(
-            cond.FILTER_INSTALLED, "FilterLoadFailed", _load_failed_message(pid), temporary=False
-        )
-        return False
-    p.memory.installed[key] = marker
-    p.memory.failed.pop(key, None)
-    p.set(cond.FILTER_INSTALLED, "True", "Installed", f"filter {pid} is loaded in Pipelines")
-    return True
-
-
-def _load_failed_message(pid: str) -> str:
-    return (
-        f"Pipelines accepted {pid}.py but did not load it (a syntax or import error, or a "
-        "failed requirements install; see the Pipelines log). Not retried until the filter "
-        "or the spec changes"
-    )
-
-
-def desired_valves(spec: LangfuseTracingSpec, public_key: str, secret_key: str) -> dict[str, Any]:
-    """The valves this resource sets: its filter valves, then the keys it owns."""
-    desired: dict[str, Any] = dict(spec.filter.valves)
-    desired.update(
-        pipelines=list(spec.filter.models),
-        priority=spec.filter.priority,
-        public_key=public_key,
-        secret_key=secret_key,
-        host=spec.langfuse.host,
-    )
-    return desired
-
-
-async def _sync_valves(p: _Pass, pipelines_key: str, keys: tuple[str, str]) -> None:
-    """Step 4: GET, overlay, POST the whole object, only when something differs."""
-    spec = p.spec
-    pid = spec.pipeline_id
-    desired = desired_valves(spec, *keys)
-    client = p.upstreams.pipelines(spec.pipelines.url, pipelines_key)
-    try:
-        async with p.upstreams.lock_for(spec.pipelines.url):
-            current = await client.get_valves(pid)
-            unknown = sorted(k for k in desired if k not in current)
-            if unknown:
-                p.fail(
-                    cond.VALVES_SYNCED,
-                    "UnknownValves",
-                    f"filter {pid} has no valve(s) {', '.join(unknown)}",
-                    temporary=False,
-                )
-                return
-            merged = {**current, **desired}
-            if merged != current:
-                changed = sorted(k for k in desired if current.get(k) != desired[k])
-                await client.update_valves(pid, merged)
-                p.writes.append(f"updated valves {', '.join(changed)} of {pid}")
-    except PipelinesError as exc:
-        p.fail(cond.VALVES_SYNCED, exc.reason, exc.message, temporary=exc.temporary)
-        return
-    p.set(cond.VALVES_SYNCED, "True", "Synced", f"valves of {pid} match the resource")
-
-
-# Connection reasons that only echo a failed filter step (Open WebUI cannot see a filter that
-# is not loaded, nor a Pipelines server that refuses the key): not outcomes of their own, so a
-# permanent filter failure still stalls instead of being retried as a temporary one forever.
-_FILTER_CONSEQUENCES = frozenset({"FilterNotVisible", "PipelinesNotDetected"})
-
-
-async def _sync_connection(
-    p: _Pass, pipelines_key: str | None, *, filter_installed: bool = True
-) -> None:
-    """Step 5 through ``openwebui_langfuse.connection`` (when present)."""
-    spec = p.spec
-    assert spec.open_webui is not None
-    api = p.upstreams.connection
-    assert api is not None, "Upstreams.connection is required for a spec with openWebUI"
-    if pipelines_key is None:
-        p.fail(
-            cond.CONNECTION_REGISTERED,
-            "PipelinesKeyMissing",
-            "the Pipelines key is missing",
-            temporary=False,
-        )
-        return
-    try:
-        auth = _openwebui_auth(p, api)
-    except MissingReference as exc:
-        p.fail(cond.CONNECTION_REGISTERED, exc.reason, exc.message, temporary=False)
-        return
-    outcome = await api.sync(
-        openwebui_url=spec.open_webui.url,
-        auth=auth,
-        connection_url=spec.open_webui.connection_url,
-        pipelines_key=pipelines_key,
-        usage_capability=spec.open_webui.usage_capability,
-        pipeline_id=spec.pipeline_id,
-    )
-    if outcome.wrote:
-        p.writes.append("updated the Open WebUI connection")
-    # Whether this resource added the connection or adopted one a person had made decides
-    # whether deleting the resource removes it (issue 7: only what this resource added).
-    # Ownership, once taken, is kept; re-adding a connection deleted by hand takes it. A pass
-    # that appended the connection records that even when the registration is not confirmed
-    # yet (Pipelines not ready), or the next pass would find it present and call it adopted.
-    previous = p.previous_openwebui_status
-    added_before = (
-        previous.get("connectionUrl") == outcome.connection_url
-        and previous.get("connectionAdded") is True
-    )
-    if outcome.registered or outcome.added:
-        p.openwebui_status = {
-            "connectionUrl": outcome.connection_url,
-            "connectionAdded": added_before or outcome.added,
-        }
-    if outcome.registered:
-        p.set(cond.CONNECTION_REGISTERED, "True", outcome.reason, outcome.message)
-    elif not filter_installed and outcome.reason in _FILTER_CONSEQUENCES:
-        p.set(cond.CONNECTION_REGISTERED, "False", outcome.reason, outcome.message)
-    else:
-        p.fail(
-            cond.CONNECTION_REGISTERED, outcome.reason, outcome.message, temporary=outcome.temporary
-        )
-
-
-def _openwebui_auth(p: _Pass, api: ConnectionApi) -> Any:
-    assert p.spec.open_webui is not None
-    auth = p.spec.open_webui.auth
-    if isinstance(auth, ApiKeyAuthSpec):
-        return api.auth(p.secret(auth.api_key), None, None)
-    email = p.reader.secret_value(p.ref.namespace, auth.secret_name, auth.email_key)
-    password = p.reader.secret_value(p.ref.namespace, auth.secret_name, auth.password_key)
-    return api.auth(None, email, password)
+    return await target.install(content, marker)
 
 
 # -- status ---------------------------------------------------------------------------------------
@@ -663,8 +283,12 @@ def _finish(
     langfuse: dict[str, Any] | None,
     openwebui: dict[str, Any] | None,
     pipeline_id: str | None,
+    unmanaged: str | None = None,
     warning: str | None = None,
 ) -> ReconcileResult:
+    """The new status. ``unmanaged`` is Ready's message when the resource leaves Open WebUI to
+    the user (no ``spec.openWebUI``): what Open WebUI still needs; ``warning`` is appended to
+    Ready's message when tracing works but is not safe."""
     outcome = _merge_outcomes(outcomes)
     conditions = list(old_conditions)
     for condition in new.values():
@@ -676,7 +300,7 @@ def _finish(
             required.append(cond.CONNECTION_REGISTERED)
         else:
             conditions = cond.remove_condition(conditions, cond.CONNECTION_REGISTERED)
-            ready_when_done = ("ConnectionNotManaged", _connection_to_add(spec))
+            ready_when_done = ("ConnectionNotManaged", unmanaged or "")
         if warning is not None:
             # Working, but not safe: Ready stays True (tracing runs) and says why it should not.
             ready_when_done = (ready_when_done[0], f"{ready_when_done[1]}; {warning}")
@@ -748,14 +372,6 @@ def _without_sync_time(status: Mapping[str, Any]) -> dict[str, Any]:
 # -- cleanup --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CleanupResult:
-    done: bool
-    temporary: bool
-    message: str
-    writes: tuple[str, ...] = ()
-
-
 async def cleanup(
     ref: ResourceRef,
     raw_spec: Mapping[str, Any],
@@ -780,74 +396,13 @@ async def cleanup(
         return CleanupResult(True, False, f"nothing removed: the spec is invalid ({exc})")
     if spec.deletion_policy == "Retain":
         return CleanupResult(True, False, "deletionPolicy is Retain: the filter is kept")
-    writes: list[str] = []
-    try:
-        pipelines_key = reader.secret_value(
-            ref.namespace, spec.pipelines.api_key.name, spec.pipelines.api_key.key
-        )
-    except MissingReference as exc:
-        return CleanupResult(True, False, f"nothing removed: {exc.message}")
-    if not pipeline_id_shared:
-        client = upstreams.pipelines(spec.pipelines.url, pipelines_key)
-        try:
-            async with upstreams.lock_for(spec.pipelines.url):
-                if await client.delete(spec.pipeline_id):
-                    writes.append(f"deleted filter {spec.pipeline_id}")
-        except PipelinesError as exc:
-            return CleanupResult(False, exc.temporary, exc.message, tuple(writes))
-        memory.installed.pop((spec.pipelines.url, spec.pipeline_id), None)
-        memory.failed.pop((spec.pipelines.url, spec.pipeline_id), None)
-    if spec.open_webui is not None and not connection_added:
-        kept = "removed the filter; the Open WebUI connection was there before: kept"
-        return CleanupResult(True, False, kept, tuple(writes))
-    if spec.open_webui is not None and not connection_shared and upstreams.connection:
-        p = _Pass(ref=ref, spec=spec, reader=reader, upstreams=upstreams, memory=memory)
-        try:
-            auth = _openwebui_auth(p, upstreams.connection)
-        except MissingReference as exc:
-            return CleanupResult(True, False, f"connection kept: {exc.message}", tuple(writes))
-        outcome = await upstreams.connection.remove(
-            openwebui_url=spec.open_webui.url,
-            auth=auth,
-            connection_url=spec.open_webui.connection_url,
-        )
-        if outcome.wrote:
-            writes.append("removed the Open WebUI connection")
-        if outcome.temporary:
-            return CleanupResult(False, True, outcome.message, tuple(writes))
-        if outcome.reason not in ("Removed", "NotRegistered"):
-            # e.g. the admin credentials stopped working: nothing to wait for, but say that the
-            # connection stays (the finalizer is released with a Warning, not as a success).
-            return CleanupResult(False, False, outcome.message, tuple(writes))
-    return CleanupResult(True, False, "removed what this resource added", tuple(writes))
-
-
-# Upstream Pipelines' default PIPELINES_API_KEY, published in its source; the official open-webui
-# chart's pipelines subchart runs with it (docs/upstream/pipelines.md, "Authentication").
-WELL_KNOWN_PIPELINES_KEY = "0p3n-w3bu!"
-
-
-def _well_known_key_warning(spec: LangfuseTracingSpec) -> str:
-    """The status warning for a Pipelines that anyone may call: it names where the key is kept,
-    never the key."""
-    key = spec.pipelines.api_key
-    return (
-        f"warning: the Pipelines key in Secret {key.name} (key {key.key}) is upstream's "
-        "well-known default, so any pod that reaches Pipelines may install code there: give "
-        "Pipelines a random PIPELINES_API_KEY and put it in that Secret, and admit only Open "
-        "WebUI and the operator to Pipelines' port with a NetworkPolicy (its valves routes, "
-        "which return the Langfuse secret key, need no key at all; the open-webui chart's "
-        "pipelines subchart has neither)"
-    )
-
-
-def _connection_to_add(spec: LangfuseTracingSpec) -> str:
-    """What Open WebUI still needs when this resource does not manage it: without the
-    connection, the filter is installed and verified and yet no chat is ever traced."""
-    key = spec.pipelines.api_key
-    return (
-        "the filter is installed in Pipelines, but this resource has no spec.openWebUI, so "
-        "nothing points Open WebUI at Pipelines: add an OpenAI API connection in Open WebUI "
-        f"(Admin Settings > Connections) with URL {spec.pipelines.url} and the key in Secret "
-        f"{key.name} (key {key.key}), no model IDs and no prefix, or set spec.openWebUI"
+    return await pipelines_target.remove(
+        ref,
+        spec,
+        reader=reader,
+        upstreams=upstreams,
+        memory=memory,
+        pipeline_id_shared=pipeline_id_shared,
+        connection_shared=connection_shared,
+        connection_added=connection_added,
     )

@@ -36,17 +36,17 @@ from openwebui_langfuse.config import Settings
 from openwebui_langfuse.connection import OpenWebUIConnections, normalise_connection_url
 from openwebui_langfuse.kube import KubeApi, KubeError
 from openwebui_langfuse.models import parse_spec
-from openwebui_langfuse.reconcile import (
+from openwebui_langfuse.passes import (
     CleanupResult,
     DownloadError,
     InstallMemory,
     MissingReference,
-    ReconcileResult,
     ResourceRef,
     Upstreams,
-    cleanup,
+)
+from openwebui_langfuse.reconcile import ReconcileResult, cleanup, reconcile
+from openwebui_langfuse.targets.pipelines import (
     install_record,
-    reconcile,
     recorded_target,
     remember_install,
     retire_previous,

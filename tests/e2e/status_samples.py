@@ -206,7 +206,7 @@ class _Reader:
         self.secrets, self.config_maps = secrets, config_maps
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
-        from openwebui_langfuse.reconcile import MissingReference
+        from openwebui_langfuse.passes import MissingReference
 
         if name not in self.secrets:
             raise MissingReference("SecretNotFound", f"Secret {namespace}/{name} not found")
@@ -215,7 +215,7 @@ class _Reader:
         return self.secrets[name][key]
 
     def config_map_value(self, namespace: str, name: str, key: str) -> str:
-        from openwebui_langfuse.reconcile import MissingReference
+        from openwebui_langfuse.passes import MissingReference
 
         if name not in self.config_maps:
             raise MissingReference("ConfigMapNotFound", f"ConfigMap {namespace}/{name} not found")
@@ -300,7 +300,8 @@ async def _reconciled(
     filter_text: str = "class Pipeline: ...\n",
     langfuse_failure: tuple[str, bool] | None = None,
 ) -> dict[str, Any]:
-    from openwebui_langfuse.reconcile import InstallMemory, ResourceRef, Upstreams, reconcile
+    from openwebui_langfuse.passes import InstallMemory, ResourceRef, Upstreams
+    from openwebui_langfuse.reconcile import reconcile
 
     pipelines, langfuse = _Pipelines(), _Langfuse(langfuse_failure)
 

@@ -16,16 +16,17 @@ import pytest
 from openwebui_langfuse import reconcile as rc
 from openwebui_langfuse.clients.langfuse import LangfuseCheck, LangfuseCheckError, LangfuseProject
 from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesUnreachable
-from openwebui_langfuse.reconcile import (
+from openwebui_langfuse.models import parse_spec
+from openwebui_langfuse.passes import (
     CleanupResult,
     DownloadError,
     InstallMemory,
     MissingReference,
     ResourceRef,
     Upstreams,
-    cleanup,
-    reconcile,
 )
+from openwebui_langfuse.reconcile import cleanup, reconcile
+from openwebui_langfuse.targets import pipelines as target
 
 SECRET = "sk-lf-very-secret-value"
 PIPELINES_KEY = "pipelines-key-also-secret"
@@ -475,13 +476,13 @@ async def test_cleanup_per_policy_and_sharing(world: World) -> None:
 
 async def test_install_record_spares_an_upload_after_a_restart(world: World) -> None:
     await world.run(spec())
-    parsed = rc.parse_spec(spec(), namespace="ns", name="tracing")
-    record = rc.install_record(parsed, world.memory)
+    parsed = parse_spec(spec(), namespace="ns", name="tracing")
+    record = target.install_record(parsed, world.memory)
     assert record is not None and SECRET not in record and "sha256:" in record
 
     restarted = InstallMemory()
-    rc.remember_install(record, restarted)
-    rc.remember_install("not json", restarted)  # tolerated
+    target.remember_install(record, restarted)
+    target.remember_install("not json", restarted)  # tolerated
     world.memory = restarted
     writes = list(world.pipelines.writes)
     await world.run(spec())
@@ -494,7 +495,7 @@ async def test_install_record_spares_an_upload_after_a_restart(world: World) -> 
 async def test_the_well_known_pipelines_key_is_ready_with_a_warning(world: World) -> None:
     """The official open-webui chart's pipelines subchart runs with upstream's published key:
     tracing works, and the status says where that key is kept and what to do, without it."""
-    well_known = rc.WELL_KNOWN_PIPELINES_KEY
+    well_known = target.WELL_KNOWN_PIPELINES_KEY
     world.reader.secrets[("ns", "pl")] = {"key": well_known}
     world.pipelines.client = lambda url, key: world.pipelines  # type: ignore[method-assign]
     await world.run(spec())

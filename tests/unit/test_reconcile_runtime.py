@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from openwebui_langfuse.config import Settings
 from openwebui_langfuse.connection import ConnectionOutcome
-from openwebui_langfuse.reconcile import MissingReference
+from openwebui_langfuse.passes import MissingReference
 from openwebui_langfuse.runtime import IndexReader, Runtime, Worker
 
 from tests.unit.test_reconcile import (

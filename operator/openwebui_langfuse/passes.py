@@ -1,0 +1,179 @@
+"""What every step of a reconcile pass shares, whichever target the filter runs on: the inputs
+(references, upstream clients as Protocols, the install memory), the pass's own record of
+conditions, outcomes and writes, and the result of a cleanup.
+
+``reconcile`` runs the pass; each target module (``openwebui_langfuse.targets``) does its part
+of it through a ``Pass``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from openwebui_langfuse import conditions as cond
+from openwebui_langfuse.clients.langfuse import LangfuseCheck
+from openwebui_langfuse.clients.pipelines import PipelineInfo
+from openwebui_langfuse.conditions import Condition
+from openwebui_langfuse.connection import ConnectionOutcome
+from openwebui_langfuse.models import ApiKeyAuthSpec, LangfuseTracingSpec, SecretKeyRef
+
+Outcome = Literal["ok", "temporary", "permanent"]
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+class MissingReference(Exception):
+    """A referenced Secret/ConfigMap or key does not exist; the message names it, no value."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ReferenceReader(Protocol):
+    """Reads referenced objects of the resource's namespace (a cache or the API)."""
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str: ...
+
+    def config_map_value(self, namespace: str, name: str, key: str) -> str: ...
+
+
+class PipelinesApi(Protocol):
+    async def list_pipelines(self) -> list[PipelineInfo]: ...
+
+    async def add_by_url(self, url: str) -> None: ...
+
+    async def upload(self, filename: str, content: bytes) -> None: ...
+
+    async def delete(self, pipeline_id: str) -> bool: ...
+
+    async def get_valves(self, pipeline_id: str) -> dict[str, Any]: ...
+
+    async def update_valves(self, pipeline_id: str, valves: Mapping[str, Any]) -> None: ...
+
+
+class LangfuseApi(Protocol):
+    async def check(self, public_key: str, secret_key: str) -> LangfuseCheck: ...
+
+
+class ConnectionApi(Protocol):
+    """Step 5, implemented by ``openwebui_langfuse.connection.OpenWebUIConnections``."""
+
+    async def sync(
+        self,
+        *,
+        openwebui_url: str,
+        auth: Any,
+        connection_url: str,
+        pipelines_key: str,
+        usage_capability: bool,
+        pipeline_id: str,
+    ) -> ConnectionOutcome: ...
+
+    async def remove(
+        self, *, openwebui_url: str, auth: Any, connection_url: str
+    ) -> ConnectionOutcome: ...
+
+    def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any: ...
+
+
+class DownloadError(Exception):
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.temporary = temporary
+
+
+@dataclass
+class Upstreams:
+    """Factories for the upstream clients of one pass (the engine binds its HTTP pool)."""
+
+    pipelines: Callable[[str, str], PipelinesApi]
+    langfuse: Callable[[str], LangfuseApi]
+    download: Callable[[str], Awaitable[bytes]]
+    connection: ConnectionApi | None = None  # needed only by resources with spec.openWebUI
+    lock_for: Callable[[str], asyncio.Lock] = field(default_factory=lambda: _LockRegistry())
+
+
+class _LockRegistry:
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __call__(self, url: str) -> asyncio.Lock:
+        return self._locks.setdefault(url.rstrip("/"), asyncio.Lock())
+
+
+@dataclass
+class InstallMemory:
+    """What this process installed where, so a resync with nothing changed writes nothing.
+
+    Pipelines has no API to read a module's content, so "is the installed file the one we
+    want?" is answered from memory: ``installed[(url, id)]`` is the marker (content digest or
+    source URL) of the last install that loaded. After an operator restart the memory is empty
+    and each filter is installed once more — cheap for a filter without ``requirements:``.
+    ``failed`` remembers markers that did not load, so a broken filter is not re-uploaded on
+    every pass (no hot loop) until its content or the spec changes.
+    """
+
+    installed: dict[tuple[str, str], str] = field(default_factory=dict)
+    failed: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    namespace: str
+    name: str
+    generation: int
+
+
+# -- one pass -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pass:
+    ref: ResourceRef
+    spec: LangfuseTracingSpec
+    reader: ReferenceReader
+    upstreams: Upstreams
+    memory: InstallMemory
+    new: dict[str, Condition] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)
+    langfuse_status: dict[str, Any] | None = None
+    openwebui_status: dict[str, Any] | None = None
+    previous_openwebui_status: Mapping[str, Any] = field(default_factory=dict)
+
+    def set(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
+        self.new[type_] = Condition(
+            type_, status, reason, message, observed_generation=self.ref.generation
+        )
+
+    def fail(self, type_: str, reason: str, message: str, *, temporary: bool) -> None:
+        self.set(type_, "False", reason, message)
+        self.outcomes.append("temporary" if temporary else "permanent")
+
+    def secret(self, ref: SecretKeyRef) -> str:
+        return self.reader.secret_value(self.ref.namespace, ref.name, ref.key)
+
+    def openwebui_auth(self, api: ConnectionApi) -> Any:
+        """The Open WebUI admin auth ``spec.openWebUI.auth`` names, read from its Secrets."""
+        assert self.spec.open_webui is not None
+        auth = self.spec.open_webui.auth
+        if isinstance(auth, ApiKeyAuthSpec):
+            return api.auth(self.secret(auth.api_key), None, None)
+        email = self.reader.secret_value(self.ref.namespace, auth.secret_name, auth.email_key)
+        password = self.reader.secret_value(self.ref.namespace, auth.secret_name, auth.password_key)
+        return api.auth(None, email, password)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    done: bool
+    temporary: bool
+    message: str
+    writes: tuple[str, ...] = ()

@@ -1,0 +1,389 @@
+"""The Pipelines target: the filter as a module of an open-webui Pipelines server, which Open
+WebUI reaches through an OpenAI-API connection.
+
+Its part of a pass: read the Pipelines key, upload the filter and confirm it loaded, push the
+valves, register the connection; and at deletion, remove what the resource added. Writes to one
+Pipelines server are serialised by a lock per URL, because the server has none and every upload
+reloads every module.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from openwebui_langfuse import conditions as cond
+from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesError
+from openwebui_langfuse.models import LangfuseTracingSpec
+from openwebui_langfuse.passes import (
+    CleanupResult,
+    InstallMemory,
+    MissingReference,
+    Pass,
+    PipelinesApi,
+    ReferenceReader,
+    ResourceRef,
+    Upstreams,
+)
+
+# Upstream Pipelines' default PIPELINES_API_KEY, published in its source; the official open-webui
+# chart's pipelines subchart runs with it (docs/upstream/pipelines.md, "Authentication").
+WELL_KNOWN_PIPELINES_KEY = "0p3n-w3bu!"
+
+
+class PipelinesTarget:
+    """One pass's view of the resource's Pipelines server."""
+
+    def __init__(self, p: Pass) -> None:
+        self.p = p
+        self.key: str | None = None  # the Pipelines API key, once read
+        self.warning: str | None = None  # for Ready's message: working, but not safe
+
+    def resolve(self) -> bool:
+        """Read the Pipelines key; a missing one blocks the install (and so all that follows)."""
+        try:
+            self.key = self.p.secret(self.p.spec.pipelines.api_key)
+        except MissingReference as exc:
+            self.p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=False)
+            return False
+        if self.key == WELL_KNOWN_PIPELINES_KEY:
+            self.warning = well_known_key_warning(self.p.spec)
+        return True
+
+    def _client(self) -> PipelinesApi:
+        assert self.key is not None, "resolve() first"
+        return self.p.upstreams.pipelines(self.p.spec.pipelines.url, self.key)
+
+    async def install(self, content: bytes | None, marker: str) -> bool:
+        """Upload the filter (or have Pipelines add it from its URL when ``content`` is None)
+        under the resource's pipeline id, and confirm that Pipelines loaded it."""
+        p = self.p
+        spec = p.spec
+        pid = spec.pipeline_id
+        key = (spec.pipelines.url, pid)
+        client = self._client()
+        try:
+            async with p.upstreams.lock_for(spec.pipelines.url):
+                remembered = p.memory.installed.get(key) == marker
+                listed: list[PipelineInfo] | None = None
+                if remembered or p.memory.failed.get(key) == marker:
+                    listed = await client.list_pipelines()
+                    if any(row.id == pid for row in listed) and remembered:
+                        p.set(
+                            cond.FILTER_INSTALLED,
+                            "True",
+                            "Installed",
+                            f"filter {pid} is loaded in Pipelines",
+                        )
+                        return True
+                    if p.memory.failed.get(key) == marker and not any(r.id == pid for r in listed):
+                        p.fail(
+                            cond.FILTER_INSTALLED,
+                            "FilterLoadFailed",
+                            _load_failed_message(pid),
+                            temporary=False,
+                        )
+                        return False
+                if content is None:
+                    assert spec.filter.url is not None
+                    await client.add_by_url(spec.filter.url)
+                    p.writes.append(f"added filter {pid} from its URL")
+                else:
+                    await client.upload(f"{pid}.py", content)
+                    p.writes.append(f"uploaded filter {pid}")
+                # add/upload answer 200 even when loading failed: only the list tells.
+                listed = await client.list_pipelines()
+        except PipelinesError as exc:
+            p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=exc.temporary)
+            return False
+        if not any(row.id == pid for row in listed):
+            p.memory.failed[key] = marker
+            p.memory.installed.pop(key, None)
+            p.fail(
+                cond.FILTER_INSTALLED,
+                "FilterLoadFailed",
+                _load_failed_message(pid),
+                temporary=False,
+            )
+            return False
+        p.memory.installed[key] = marker
+        p.memory.failed.pop(key, None)
+        p.set(cond.FILTER_INSTALLED, "True", "Installed", f"filter {pid} is loaded in Pipelines")
+        return True
+
+    async def sync_valves(self, keys: tuple[str, str]) -> None:
+        """GET, overlay, POST the whole object, only when something differs."""
+        p = self.p
+        spec = p.spec
+        pid = spec.pipeline_id
+        desired = desired_valves(spec, *keys)
+        client = self._client()
+        try:
+            async with p.upstreams.lock_for(spec.pipelines.url):
+                current = await client.get_valves(pid)
+                unknown = sorted(k for k in desired if k not in current)
+                if unknown:
+                    p.fail(
+                        cond.VALVES_SYNCED,
+                        "UnknownValves",
+                        f"filter {pid} has no valve(s) {', '.join(unknown)}",
+                        temporary=False,
+                    )
+                    return
+                merged = {**current, **desired}
+                if merged != current:
+                    changed = sorted(k for k in desired if current.get(k) != desired[k])
+                    await client.update_valves(pid, merged)
+                    p.writes.append(f"updated valves {', '.join(changed)} of {pid}")
+        except PipelinesError as exc:
+            p.fail(cond.VALVES_SYNCED, exc.reason, exc.message, temporary=exc.temporary)
+            return
+        p.set(cond.VALVES_SYNCED, "True", "Synced", f"valves of {pid} match the resource")
+
+    async def publish(self, *, filter_installed: bool) -> None:
+        """Register Pipelines as a connection in Open WebUI (with ``spec.openWebUI``) and confirm
+        that Open WebUI sees the filter there."""
+        p = self.p
+        spec = p.spec
+        if spec.open_webui is None:
+            return
+        pipelines_key = self.key
+        api = p.upstreams.connection
+        assert api is not None, "Upstreams.connection is required for a spec with openWebUI"
+        if pipelines_key is None:
+            p.fail(
+                cond.CONNECTION_REGISTERED,
+                "PipelinesKeyMissing",
+                "the Pipelines key is missing",
+                temporary=False,
+            )
+            return
+        try:
+            auth = p.openwebui_auth(api)
+        except MissingReference as exc:
+            p.fail(cond.CONNECTION_REGISTERED, exc.reason, exc.message, temporary=False)
+            return
+        outcome = await api.sync(
+            openwebui_url=spec.open_webui.url,
+            auth=auth,
+            connection_url=spec.open_webui.connection_url,
+            pipelines_key=pipelines_key,
+            usage_capability=spec.open_webui.usage_capability,
+            pipeline_id=spec.pipeline_id,
+        )
+        if outcome.wrote:
+            p.writes.append("updated the Open WebUI connection")
+        # Whether this resource added the connection or adopted one a person had made decides
+        # whether deleting the resource removes it (issue 7: only what this resource added).
+        # Ownership, once taken, is kept; re-adding a connection deleted by hand takes it. A pass
+        # that appended the connection records that even when the registration is not confirmed
+        # yet (Pipelines not ready), or the next pass would find it present and call it adopted.
+        previous = p.previous_openwebui_status
+        added_before = (
+            previous.get("connectionUrl") == outcome.connection_url
+            and previous.get("connectionAdded") is True
+        )
+        if outcome.registered or outcome.added:
+            p.openwebui_status = {
+                "connectionUrl": outcome.connection_url,
+                "connectionAdded": added_before or outcome.added,
+            }
+        if outcome.registered:
+            p.set(cond.CONNECTION_REGISTERED, "True", outcome.reason, outcome.message)
+        elif not filter_installed and outcome.reason in _FILTER_CONSEQUENCES:
+            p.set(cond.CONNECTION_REGISTERED, "False", outcome.reason, outcome.message)
+        else:
+            p.fail(
+                cond.CONNECTION_REGISTERED,
+                outcome.reason,
+                outcome.message,
+                temporary=outcome.temporary,
+            )
+
+    def ready_message(self) -> str | None:
+        """Ready's message when the resource does not manage Open WebUI (None: the default)."""
+        return connection_to_add(self.p.spec) if self.p.spec.open_webui is None else None
+
+
+def _load_failed_message(pid: str) -> str:
+    return (
+        f"Pipelines accepted {pid}.py but did not load it (a syntax or import error, or a "
+        "failed requirements install; see the Pipelines log). Not retried until the filter "
+        "or the spec changes"
+    )
+
+
+def desired_valves(spec: LangfuseTracingSpec, public_key: str, secret_key: str) -> dict[str, Any]:
+    """The valves this resource sets: its filter valves, then the keys it owns."""
+    desired: dict[str, Any] = dict(spec.filter.valves)
+    desired.update(
+        pipelines=list(spec.filter.models),
+        priority=spec.filter.priority,
+        public_key=public_key,
+        secret_key=secret_key,
+        host=spec.langfuse.host,
+    )
+    return desired
+
+
+# Connection reasons that only echo a failed filter step (Open WebUI cannot see a filter that
+# is not loaded, nor a Pipelines server that refuses the key): not outcomes of their own, so a
+# permanent filter failure still stalls instead of being retried as a temporary one forever.
+_FILTER_CONSEQUENCES = frozenset({"FilterNotVisible", "PipelinesNotDetected"})
+
+
+# -- deletion -------------------------------------------------------------------------------------
+
+
+async def remove(
+    ref: ResourceRef,
+    spec: LangfuseTracingSpec,
+    *,
+    reader: ReferenceReader,
+    upstreams: Upstreams,
+    memory: InstallMemory,
+    pipeline_id_shared: bool,
+    connection_shared: bool,
+    connection_added: bool,
+) -> CleanupResult:
+    """Delete the filter and the connection this resource added (``reconcile.cleanup``)."""
+    writes: list[str] = []
+    try:
+        pipelines_key = reader.secret_value(
+            ref.namespace, spec.pipelines.api_key.name, spec.pipelines.api_key.key
+        )
+    except MissingReference as exc:
+        return CleanupResult(True, False, f"nothing removed: {exc.message}")
+    if not pipeline_id_shared:
+        client = upstreams.pipelines(spec.pipelines.url, pipelines_key)
+        try:
+            async with upstreams.lock_for(spec.pipelines.url):
+                if await client.delete(spec.pipeline_id):
+                    writes.append(f"deleted filter {spec.pipeline_id}")
+        except PipelinesError as exc:
+            return CleanupResult(False, exc.temporary, exc.message, tuple(writes))
+        memory.installed.pop((spec.pipelines.url, spec.pipeline_id), None)
+        memory.failed.pop((spec.pipelines.url, spec.pipeline_id), None)
+    if spec.open_webui is not None and not connection_added:
+        kept = "removed the filter; the Open WebUI connection was there before: kept"
+        return CleanupResult(True, False, kept, tuple(writes))
+    if spec.open_webui is not None and not connection_shared and upstreams.connection:
+        p = Pass(ref=ref, spec=spec, reader=reader, upstreams=upstreams, memory=memory)
+        try:
+            auth = p.openwebui_auth(upstreams.connection)
+        except MissingReference as exc:
+            return CleanupResult(True, False, f"connection kept: {exc.message}", tuple(writes))
+        outcome = await upstreams.connection.remove(
+            openwebui_url=spec.open_webui.url,
+            auth=auth,
+            connection_url=spec.open_webui.connection_url,
+        )
+        if outcome.wrote:
+            writes.append("removed the Open WebUI connection")
+        if outcome.temporary:
+            return CleanupResult(False, True, outcome.message, tuple(writes))
+        if outcome.reason not in ("Removed", "NotRegistered"):
+            # e.g. the admin credentials stopped working: nothing to wait for, but say that the
+            # connection stays (the finalizer is released with a Warning, not as a success).
+            return CleanupResult(False, False, outcome.message, tuple(writes))
+    return CleanupResult(True, False, "removed what this resource added", tuple(writes))
+
+
+# -- the install record (survives operator restarts) -----------------------------------------------
+
+
+def install_record(spec: LangfuseTracingSpec, memory: InstallMemory) -> str | None:
+    """What this resource's filter install is known to be, as a small JSON string.
+
+    Kept in an annotation of the resource by the runtime, so that a restarted operator does not
+    upload every filter again: each upload makes Pipelines reload *every* module, which stalls
+    the single-process server for a moment per module. It names a public file digest or URL,
+    never a secret.
+    """
+    marker = memory.installed.get((spec.pipelines.url, spec.pipeline_id))
+    if marker is None:
+        return None
+    return json.dumps(
+        {"pipelines": spec.pipelines.url, "pipelineId": spec.pipeline_id, "file": marker},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def remember_install(record: str | None, memory: InstallMemory) -> None:
+    """Seed the memory from a record written by an earlier operator process."""
+    if not record:
+        return
+    try:
+        data = json.loads(record)
+        key = (str(data["pipelines"]), str(data["pipelineId"]))
+        marker = str(data["file"])
+    except (ValueError, KeyError, TypeError):
+        return  # hand-edited or from another version: the next pass simply uploads again
+    memory.installed.setdefault(key, marker)
+
+
+def recorded_target(record: str | None) -> tuple[str, str] | None:
+    """(Pipelines URL, pipeline id) an install record names, if it is readable."""
+    if not record:
+        return None
+    try:
+        data = json.loads(record)
+        return str(data["pipelines"]), str(data["pipelineId"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def retire_previous(
+    ref: ResourceRef,
+    spec: LangfuseTracingSpec,
+    previous: tuple[str, str],
+    *,
+    reader: ReferenceReader,
+    upstreams: Upstreams,
+    memory: InstallMemory,
+) -> str | None:
+    """Delete the filter this resource installed before its pipeline id or server changed.
+
+    Left in place it would go on tracing the same chats with the old settings (duplicate
+    traces). Uses the resource's current Pipelines key. Returns what was done, or None.
+    """
+    url, pipeline_id = previous
+    pipelines_key = reader.secret_value(
+        ref.namespace, spec.pipelines.api_key.name, spec.pipelines.api_key.key
+    )
+    client = upstreams.pipelines(url, pipelines_key)
+    async with upstreams.lock_for(url):
+        deleted = await client.delete(pipeline_id)
+    memory.installed.pop(previous, None)
+    memory.failed.pop(previous, None)
+    return f"deleted the previous filter {pipeline_id}" if deleted else None
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+
+def well_known_key_warning(spec: LangfuseTracingSpec) -> str:
+    """The status warning for a Pipelines that anyone may call: it names where the key is kept,
+    never the key."""
+    key = spec.pipelines.api_key
+    return (
+        f"warning: the Pipelines key in Secret {key.name} (key {key.key}) is upstream's "
+        "well-known default, so any pod that reaches Pipelines may install code there: give "
+        "Pipelines a random PIPELINES_API_KEY and put it in that Secret, and admit only Open "
+        "WebUI and the operator to Pipelines' port with a NetworkPolicy (its valves routes, "
+        "which return the Langfuse secret key, need no key at all; the open-webui chart's "
+        "pipelines subchart has neither)"
+    )
+
+
+def connection_to_add(spec: LangfuseTracingSpec) -> str:
+    """What Open WebUI still needs when this resource does not manage it: without the
+    connection, the filter is installed and verified and yet no chat is ever traced."""
+    key = spec.pipelines.api_key
+    return (
+        "the filter is installed in Pipelines, but this resource has no spec.openWebUI, so "
+        "nothing points Open WebUI at Pipelines: add an OpenAI API connection in Open WebUI "
+        f"(Admin Settings > Connections) with URL {spec.pipelines.url} and the key in Secret "
+        f"{key.name} (key {key.key}), no model IDs and no prefix, or set spec.openWebUI"
+    )
