@@ -7,7 +7,8 @@ Condition types and the meaning of each reason (decided here, documented once):
   ``NoProject``, ``NotLangfuse``, ``UnexpectedResponse`` are permanent; ``LangfuseUnreachable``,
   ``LangfuseTimeout``, ``LangfuseServerError`` are temporary) or a reference reason.
 * ``FilterInstalled``: ``True/Installed``; ``False/FilterLoadFailed`` (Pipelines accepted the file
-  but did not load it; permanent until the spec or ConfigMap changes), ``DigestMismatch``,
+  but did not load it; stalled, and uploaded again with backoff from 10 s up to the
+  ``resyncInterval``, at once when the spec or ConfigMap changes), ``DigestMismatch``,
   ``DownloadFailed``, ``PipelinesUnauthorized`` (permanent), ``PipelinesUnreachable``,
   ``PipelinesError`` (temporary).
 * ``ValvesSynced``: ``True/Synced``; ``False/CredentialsNotVerified`` (a failed verification

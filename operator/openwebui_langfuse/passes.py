@@ -9,6 +9,7 @@ of it through a ``Pass``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -108,6 +109,22 @@ class _LockRegistry:
         return self._locks.setdefault(url.rstrip("/"), asyncio.Lock())
 
 
+# The first retry of a filter that did not load; each next one waits twice as long, up to the
+# resource's resyncInterval. A failure can be transient (a url filter's `requirements:` install
+# while PyPI is down), but each upload makes Pipelines reload every module, so a broken file is
+# not uploaded on every pass either.
+LOAD_RETRY_FIRST_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class FailedInstall:
+    """A filter version (``marker``) that did not load, and when to try it again."""
+
+    marker: str
+    attempts: int
+    retry_at: float  # on the memory's clock
+
+
 @dataclass
 class InstallMemory:
     """What this process installed where, so a resync with nothing changed writes nothing.
@@ -116,12 +133,33 @@ class InstallMemory:
     want?" is answered from memory: ``installed[(url, id)]`` is the marker (content digest or
     source URL) of the last install that loaded. After an operator restart the memory is empty
     and each filter is installed once more — cheap for a filter without ``requirements:``.
-    ``failed`` remembers markers that did not load, so a broken filter is not re-uploaded on
-    every pass (no hot loop) until its content or the spec changes.
+    ``failed`` remembers versions that did not load, so one is uploaded again only with
+    backoff (``load_failed``), or at once when its content or the spec changes.
     """
 
     installed: dict[tuple[str, str], str] = field(default_factory=dict)
-    failed: dict[tuple[str, str], str] = field(default_factory=dict)
+    failed: dict[tuple[str, str], FailedInstall] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    def load_failed(self, key: tuple[str, str], marker: str, cap: float) -> FailedInstall:
+        """Record one more failed load of ``marker``; the next attempt waits twice as long."""
+        previous = self.failed.get(key)
+        attempts = previous.attempts + 1 if previous and previous.marker == marker else 1
+        delay = min(LOAD_RETRY_FIRST_SECONDS * 2 ** (attempts - 1), max(cap, 1.0))
+        record = FailedInstall(marker, attempts, self.clock() + delay)
+        self.failed[key] = record
+        self.installed.pop(key, None)
+        return record
+
+    def seconds_until(self, record: FailedInstall) -> float:
+        return max(0.0, record.retry_at - self.clock())
+
+    def waiting(self, key: tuple[str, str], marker: str) -> FailedInstall | None:
+        """The failure of this very version whose retry is not due yet, if any."""
+        record = self.failed.get(key)
+        if record is None or record.marker != marker or record.retry_at <= self.clock():
+            return None
+        return record
 
 
 @dataclass(frozen=True)
@@ -147,6 +185,8 @@ class Pass:
     langfuse_status: dict[str, Any] | None = None
     openwebui_status: dict[str, Any] | None = None
     previous_openwebui_status: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds until a step wants another pass although its failure counts as permanent.
+    retry_in: float | None = None
 
     def set(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
         self.new[type_] = Condition(

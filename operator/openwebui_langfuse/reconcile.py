@@ -49,6 +49,7 @@ class ReconcileResult:
     writes: list[str]
     spec: LangfuseTracingSpec | None
     status_changed: bool = False
+    retry_in: float | None = None  # wake sooner than the resync (seconds)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ async def reconcile(
     # Step 5: Open WebUI uses the filter.
     await target.publish(filter_installed=installed)
 
-    return _finish(
+    result = _finish(
         ref,
         spec,
         old_status,
@@ -189,6 +190,8 @@ async def reconcile(
         unmanaged=target.ready_message(),
         warning=target.warning,
     )
+    result.retry_in = p.retry_in
+    return result
 
 
 async def _verify(p: Pass, keys: tuple[str, str] | None) -> bool:

@@ -305,7 +305,9 @@ class Runtime:
             worker.backoff = min(worker.backoff * 2, self.settings.max_backoff)
             return delay
         worker.backoff = _FIRST_BACKOFF
-        return result.spec.resync_seconds if result.spec else _resync_seconds(raw_spec)
+        resync = result.spec.resync_seconds if result.spec else _resync_seconds(raw_spec)
+        # A step that retries on its own schedule (a filter that did not load) wakes it sooner.
+        return min(resync, result.retry_in) if result.retry_in is not None else resync
 
     async def _mark_suspended(
         self, worker: Worker, ref: ResourceRef, body: Mapping[str, Any]

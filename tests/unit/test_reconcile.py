@@ -49,6 +49,7 @@ class FakePipelines:
         self.valves: dict[str, dict[str, Any]] = {}
         self.writes: list[tuple[str, str]] = []
         self.down = False
+        self.broken_uploads_load = False  # a transient load failure that went away
 
     def client(self, url: str, key: str) -> FakePipelines:
         assert key == PIPELINES_KEY
@@ -73,7 +74,7 @@ class FakePipelines:
         self._check()
         pid = filename[:-3]
         self.writes.append(("upload", pid))
-        if b"BROKEN" in content:
+        if b"BROKEN" in content and not self.broken_uploads_load:
             self.loaded.discard(pid)
             return
         self.loaded.add(pid)
@@ -320,21 +321,62 @@ async def test_verification_disabled(world: World) -> None:
     assert world.condition("Ready")["status"] == "True"
 
 
-async def test_filter_that_fails_to_load_is_not_retried_until_it_changes(world: World) -> None:
+async def test_filter_that_fails_to_load_is_retried_with_backoff(world: World) -> None:
+    seconds = [0.0]
+    world.memory = InstallMemory(clock=lambda: seconds[0])
     world.reader.config_maps[("ns", "cm")]["filter.py"] = "BROKEN"
+
+    def uploads() -> int:
+        return len([w for w in world.pipelines.writes if w[0] == "upload"])
+
     first = await world.run(spec())
     installed = world.condition("FilterInstalled")
     assert (installed["status"], installed["reason"]) == ("False", "FilterLoadFailed")
+    # Stalled: most often the file is wrong and a person should look (GitOps shows Degraded);
+    # and yet retried on its own, since the cause may be transient.
     assert first.outcome == "permanent"
     assert world.condition("Stalled")["reason"] == "FilterLoadFailed"
-    uploads = [w for w in world.pipelines.writes if w[0] == "upload"]
+    assert first.retry_in == 10.0
     await world.run(spec())
     await world.run(spec())
-    assert [w for w in world.pipelines.writes if w[0] == "upload"] == uploads  # no hot loop
+    assert uploads() == 1  # not due yet: no upload on every pass (each reloads all of Pipelines)
 
+    seconds[0] = 10.0  # the first retry is due: uploaded again, still broken
+    await world.run(spec())
+    assert uploads() == 2
+    seconds[0] = 29.0  # the next one waits twice as long
+    waiting = await world.run(spec())
+    assert uploads() == 2
+    assert waiting.retry_in == 1.0
+    assert "failed 2 time(s)" in world.condition("FilterInstalled")["message"]
+
+    # A transient failure ends by itself: the same file loads at the next due retry.
+    world.pipelines.broken_uploads_load = True
+    seconds[0] = 30.0
+    await world.run(spec())
+    assert uploads() == 3
+    assert world.condition("Ready")["status"] == "True"
+
+
+async def test_a_changed_filter_that_failed_is_uploaded_at_once(world: World) -> None:
+    world.reader.config_maps[("ns", "cm")]["filter.py"] = "BROKEN"
+    await world.run(spec())
     world.reader.config_maps[("ns", "cm")]["filter.py"] = FILTER.decode()
     await world.run(spec())
     assert world.condition("Ready")["status"] == "True"
+
+
+async def test_load_retries_wait_at_most_the_resync_interval(world: World) -> None:
+    seconds = [0.0]
+    world.memory = InstallMemory(clock=lambda: seconds[0])
+    world.reader.config_maps[("ns", "cm")]["filter.py"] = "BROKEN"
+    raw = spec()
+    raw["resyncInterval"] = "30s"
+    for _ in range(4):  # 10, 20, then capped at 30
+        await world.run(raw)
+        seconds[0] += 30.0
+    uploads = [w for w in world.pipelines.writes if w[0] == "upload"]
+    assert len(uploads) == 4
 
 
 async def test_drift_is_repaired(world: World) -> None:

@@ -312,12 +312,12 @@ async def test_events_name_the_source_not_its_consequences() -> None:
     assert warnings == ["InvalidCredentials", "InvalidCredentials"]  # Ready + its source
 
 
-async def test_a_filter_that_fails_to_load_stalls_even_with_open_webui() -> None:
-    # Open WebUI cannot see a filter that is not loaded; that echo is not a temporary problem
+async def test_a_permanent_filter_failure_stalls_even_with_open_webui() -> None:
+    # Open WebUI cannot see a filter that is not installed; that echo is not a temporary problem
     # of its own, or the resource would retry forever instead of reporting Stalled.
     h = Harness()
-    h.config_maps[("ns", "cm")] = [{"filter.py": "BROKEN"}]
     raw = spec_with_open_webui()
+    raw["filter"]["sha256"] = "0" * 64  # not the file's digest: only a spec change helps
     h.connection.outcome = ConnectionOutcome(
         False,
         "FilterNotVisible",
@@ -330,6 +330,17 @@ async def test_a_filter_that_fails_to_load_stalls_even_with_open_webui() -> None
     delay = await h.runtime.pass_once(worker, body(raw), h.reader)
     assert worker.status is not None
     conds = {c["type"]: c for c in worker.status["conditions"]}
-    assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "FilterLoadFailed")
+    assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "DigestMismatch")
     assert conds["ConnectionRegistered"]["reason"] == "FilterNotVisible"
     assert delay == 300  # the resync, not a backoff retry
+
+
+async def test_a_filter_that_fails_to_load_stalls_and_is_tried_again_before_the_resync() -> None:
+    h = Harness()
+    h.config_maps[("ns", "cm")] = [{"filter.py": "BROKEN"}]
+    worker = Worker(key=("ns", "tracing"), status={})
+    delay = await h.runtime.pass_once(worker, body(spec()), h.reader)
+    assert worker.status is not None
+    conds = {c["type"]: c for c in worker.status["conditions"]}
+    assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "FilterLoadFailed")
+    assert 9.0 < delay <= 10.0  # the first load retry, not the resync

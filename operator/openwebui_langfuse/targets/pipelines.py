@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from openwebui_langfuse import conditions as cond
-from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesError
+from openwebui_langfuse.clients.pipelines import PipelinesError
 from openwebui_langfuse.models import LangfuseTracingSpec
 from openwebui_langfuse.passes import (
     CleanupResult,
@@ -65,10 +65,11 @@ class PipelinesTarget:
         try:
             async with p.upstreams.lock_for(spec.pipelines.url):
                 remembered = p.memory.installed.get(key) == marker
-                listed: list[PipelineInfo] | None = None
-                if remembered or p.memory.failed.get(key) == marker:
+                waiting = p.memory.waiting(key, marker)
+                if remembered or waiting is not None:
                     listed = await client.list_pipelines()
-                    if any(row.id == pid for row in listed) and remembered:
+                    loaded = any(row.id == pid for row in listed)
+                    if loaded and remembered:
                         p.set(
                             cond.FILTER_INSTALLED,
                             "True",
@@ -76,13 +77,15 @@ class PipelinesTarget:
                             f"filter {pid} is loaded in Pipelines",
                         )
                         return True
-                    if p.memory.failed.get(key) == marker and not any(r.id == pid for r in listed):
+                    if waiting is not None and not loaded:
+                        # Failed before and not due again: report it, upload nothing.
                         p.fail(
                             cond.FILTER_INSTALLED,
                             "FilterLoadFailed",
-                            _load_failed_message(pid),
+                            _load_failed_message(pid, waiting.attempts),
                             temporary=False,
                         )
+                        p.retry_in = p.memory.seconds_until(waiting)
                         return False
                 if content is None:
                     assert spec.filter.url is not None
@@ -97,14 +100,16 @@ class PipelinesTarget:
             p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=exc.temporary)
             return False
         if not any(row.id == pid for row in listed):
-            p.memory.failed[key] = marker
-            p.memory.installed.pop(key, None)
+            # Stalled (most often the file is wrong: a person should look), and yet tried again
+            # on its own with backoff, since the cause may be transient.
+            failed = p.memory.load_failed(key, marker, cap=spec.resync_seconds)
             p.fail(
                 cond.FILTER_INSTALLED,
                 "FilterLoadFailed",
-                _load_failed_message(pid),
+                _load_failed_message(pid, failed.attempts),
                 temporary=False,
             )
+            p.retry_in = p.memory.seconds_until(failed)
             return False
         p.memory.installed[key] = marker
         p.memory.failed.pop(key, None)
@@ -205,11 +210,12 @@ class PipelinesTarget:
         return connection_to_add(self.p.spec) if self.p.spec.open_webui is None else None
 
 
-def _load_failed_message(pid: str) -> str:
+def _load_failed_message(pid: str, attempts: int) -> str:
+    # No retry time in the message: it would change the status (a write) on every pass.
     return (
         f"Pipelines accepted {pid}.py but did not load it (a syntax or import error, or a "
-        "failed requirements install; see the Pipelines log). Not retried until the filter "
-        "or the spec changes"
+        "failed requirements install; see the Pipelines log); uploaded again with backoff "
+        f"(failed {attempts} time(s)), and at once when the filter or the spec changes"
     )
 
 
