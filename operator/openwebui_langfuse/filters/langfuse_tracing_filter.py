@@ -6,15 +6,21 @@ license: MIT
 description: Open WebUI chats to Langfuse over OTLP: a trace per chat, a generation per turn.
 """
 
-# This file is loaded by the open-webui Pipelines server as a module of its own, so it must stay
-# a single self-contained file. It deliberately has no frontmatter dependency line: Pipelines
-# pip-installs those from the internet on every load.
+# This file is loaded as a module of its own by two runtimes, so it must stay a single
+# self-contained file:
+#   - the open-webui Pipelines server, which instantiates `Pipeline` (a filter pipeline);
+#   - Open WebUI itself, as a Filter Function (Admin > Functions), which instantiates `Filter`.
+#     Open WebUI picks a function's type from the first class it finds among Pipe, Filter,
+#     Action and Event, so no class of those other names may be defined here.
+# It deliberately has no frontmatter dependency line: both runtimes pip-install those (from the
+# internet) on every load.
 #
 # Shape of the work:
 #   inlet  -> remember when and what was asked (a small record in a bounded map)
 #   outlet -> complete the record and put it on the exporter's queue (no I/O)
 #   worker -> a background thread per exporter encodes OTLP/JSON and posts batches to Langfuse
-# The exporter is rebuilt whenever the valves change; nothing is shared across instances.
+# The exporter is rebuilt whenever the valves change; nothing is shared across instances. It is
+# made lazily by the first request that needs it and flushes on its own (no hook must run).
 
 import asyncio
 import contextlib
@@ -27,6 +33,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -910,16 +917,16 @@ class Pipeline:
             self._sync_exporter()
         return self._exporter
 
-    def _on_inlet(self, body: Any, user: Any) -> None:
+    def _on_inlet(self, body: Any, user: Any, fallback_metadata: Any = None) -> None:
+        """Record a turn's start. `fallback_metadata` stands in for `body["metadata"]` when the
+        body has none (a Filter Function gets it as `__metadata__` too)."""
         exporter = self._current_exporter()
         if exporter is None or not isinstance(body, dict):
             return
         valves = self.valves
         if valves.debug:
             log.info("inlet body: %s", to_json(body))
-        metadata = body.get("metadata")
-        if not isinstance(metadata, dict):
-            metadata = {}
+        metadata = _metadata_of(body, fallback_metadata)
         now = time.time_ns()
         chat_id = _str_or_none(metadata.get("chat_id")) or _str_or_none(body.get("chat_id"))
         message_id = _str_or_none(metadata.get("message_id"))
@@ -946,16 +953,15 @@ class Pipeline:
         ):
             exporter.submit(self._unfinished(stale, now))
 
-    def _on_outlet(self, body: Any, user: Any) -> None:
+    def _on_outlet(self, body: Any, user: Any, fallback_metadata: Any = None) -> None:
+        """Complete a turn and queue it (no I/O). Body fields win over `fallback_metadata`."""
         exporter = self._current_exporter()
         if exporter is None or not isinstance(body, dict):
             return
         if self.valves.debug:
             log.info("outlet body: %s", to_json(body))
         now = time.time_ns()
-        metadata = body.get("metadata")
-        if not isinstance(metadata, dict):
-            metadata = {}
+        metadata = _metadata_of(body, fallback_metadata)
         chat_id = _str_or_none(body.get("chat_id")) or _str_or_none(metadata.get("chat_id"))
         message_id = _str_or_none(body.get("id")) or _str_or_none(metadata.get("message_id"))
         messages = body.get("messages")
@@ -1100,3 +1106,77 @@ class Pipeline:
 async def _in_thread(function: Any, *args: Any) -> None:
     with contextlib.suppress(Exception):
         await asyncio.to_thread(function, *args)
+
+
+def _metadata_of(body: dict[str, Any], fallback: Any) -> dict[str, Any]:
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        return metadata
+    return fallback if isinstance(fallback, dict) else {}
+
+
+def _close_in_background(exporter: LangfuseExporter, timeout: float) -> None:
+    with contextlib.suppress(Exception):
+        threading.Thread(target=exporter.close, args=(timeout,), daemon=True).start()
+
+
+# --------------------------------------------------------------------------------------------
+# The Open WebUI Filter Function
+# --------------------------------------------------------------------------------------------
+
+
+class Filter(Pipeline):
+    """The same filter as an Open WebUI Filter Function, sharing every code path with `Pipeline`.
+
+    What differs in that runtime: Open WebUI injects only the named parameters a hook declares
+    (`__user__`, `__metadata__`, ...), replaces `self.valves` with a fresh `Valves(**stored)` on
+    every request (the exporter follows when the settings differ from the ones it was built
+    for), and never calls `on_startup`, `on_valves_updated` or `on_shutdown`: the exporter is
+    made by the first request and its worker flushes on its own. Outlet is awaited before the
+    answer completes, so it only queues. When Open WebUI drops this instance (the function's
+    code was updated), its exporter is closed in the background instead of running forever.
+    `type` and `name`, set by `Pipeline.__init__`, are not read by Open WebUI for filters.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._retire: weakref.finalize[Any, Any] | None = None
+
+    async def inlet(
+        self,
+        body: dict[str, Any],
+        __user__: dict[str, Any] | None = None,
+        __metadata__: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            self._on_inlet(body, __user__, __metadata__)
+        except Exception as exc:
+            self._report_error("inlet", exc)
+        return body
+
+    async def outlet(
+        self,
+        body: dict[str, Any],
+        __user__: dict[str, Any] | None = None,
+        __metadata__: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            self._on_outlet(body, __user__, __metadata__)
+        except Exception as exc:
+            self._report_error("outlet", exc)
+        return body
+
+    def _sync_exporter(self, close_old: bool = True) -> LangfuseExporter | None:
+        before = self._exporter
+        old = super()._sync_exporter(close_old)
+        exporter = self._exporter
+        if exporter is not before:
+            if self._retire is not None:
+                self._retire.detach()
+                self._retire = None
+            if exporter is not None:
+                self._retire = weakref.finalize(
+                    self, _close_in_background, exporter, self.valves.flush_timeout_seconds
+                )
+                self._retire.atexit = False
+        return old
