@@ -217,3 +217,6 @@ class CleanupResult:
     temporary: bool
     message: str
     writes: tuple[str, ...] = ()
+    # Done, and yet something this resource added stays upstream (a person must remove it):
+    # what and why, for a Warning Event. Never a secret.
+    left_behind: str | None = None

@@ -469,18 +469,27 @@ class Runtime:
             raw_spec = dict(body.get("spec") or {})
             if raw_spec.get("suspend"):
                 return CleanupResult(True, False, "suspended: upstream left as it is")
-            result = await cleanup(
-                ResourceRef(key[0], key[1], int(meta.get("generation") or 0)),
-                raw_spec,
-                reader=reader,
-                upstreams=self.upstreams,
-                memory=self.memory,
-                pipeline_id_shared=pipeline_id_shared,
-                connection_shared=connection_shared,
-                connection_added=_connection_added(body),
-            )
+            try:
+                result = await cleanup(
+                    ResourceRef(key[0], key[1], int(meta.get("generation") or 0)),
+                    raw_spec,
+                    reader=reader,
+                    upstreams=self.upstreams,
+                    memory=self.memory,
+                    pipeline_id_shared=pipeline_id_shared,
+                    connection_shared=connection_shared,
+                    connection_added=_connection_added(body),
+                )
+            except Exception as exc:  # noqa: BLE001 - a bug must not escape the delete bound
+                # Only the type, as for a pass: an exception's text may quote what it was handed.
+                what = type(exc).__name__
+                logger.error("%s/%s: cleanup failed unexpectedly (%s); retrying", *key, what)
+                return CleanupResult(False, True, f"cleanup failed unexpectedly ({what})")
         for action in result.writes:
             logger.info("%s/%s: %s", key[0], key[1], action)
+        if result.left_behind is not None:
+            logger.warning("%s/%s: deleted, but left behind %s", *key, result.left_behind)
+            self.emit(body, "Warning", "CleanupIncomplete", f"left behind {result.left_behind}")
         return result
 
 

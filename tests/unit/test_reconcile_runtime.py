@@ -344,3 +344,37 @@ async def test_a_filter_that_fails_to_load_stalls_and_is_tried_again_before_the_
     conds = {c["type"]: c for c in worker.status["conditions"]}
     assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "FilterLoadFailed")
     assert 9.0 < delay <= 10.0  # the first load retry, not the resync
+
+
+async def test_a_deletion_without_the_pipelines_key_warns_what_is_left_behind() -> None:
+    h = Harness()
+    raw = spec_with_open_webui()
+    worker = Worker(key=("ns", "tracing"), status={})
+    await h.runtime.pass_once(worker, body(raw), h.reader)
+    deleted = body(raw)
+    deleted["status"] = worker.status
+    h.secrets.pop(("ns", "pl"))  # the Pipelines key Secret is gone before the resource
+    h.events.clear()
+    result = await h.runtime.cleanup(
+        deleted, h.reader, pipeline_id_shared=False, connection_shared=False
+    )
+    assert result.done  # waiting would not bring the Secret back
+    ((kind, reason, message),) = h.events
+    assert (kind, reason) == ("Warning", "CleanupIncomplete")
+    assert "Secret ns/pl not found" in message and "remove them by hand" in message
+    assert PIPELINES_KEY not in message and SECRET not in message
+
+
+async def test_an_unexpected_error_in_cleanup_stays_within_the_delete_bound() -> None:
+    h = Harness()
+
+    async def broken(pipeline_id: str) -> bool:
+        raise KeyError(SECRET)  # a bug whose text quotes what it was handed
+
+    h.pipelines.delete = broken  # type: ignore[method-assign]
+    result = await h.runtime.cleanup(
+        body(spec()), h.reader, pipeline_id_shared=False, connection_shared=False
+    )
+    # Temporary: retried by the handler until the delete bound, then released with a Warning.
+    assert (result.done, result.temporary) == (False, True)
+    assert result.message == "cleanup failed unexpectedly (KeyError)"

@@ -259,7 +259,16 @@ async def remove(
             ref.namespace, spec.pipelines.api_key.name, spec.pipelines.api_key.key
         )
     except MissingReference as exc:
-        return CleanupResult(True, False, f"nothing removed: {exc.message}")
+        # Without the key nothing can be removed; waiting would not bring the Secret back.
+        left = f"filter {spec.pipeline_id} in Pipelines {spec.pipelines.url}"
+        if spec.open_webui is not None and connection_added and not connection_shared:
+            left += f" and the connection {spec.open_webui.connection_url} in Open WebUI"
+        return CleanupResult(
+            True,
+            False,
+            f"nothing removed: {exc.message}",
+            left_behind=f"{left} ({exc.message}): remove them by hand",
+        )
     if not pipeline_id_shared:
         client = upstreams.pipelines(spec.pipelines.url, pipelines_key)
         try:
@@ -278,7 +287,14 @@ async def remove(
         try:
             auth = p.openwebui_auth(upstreams.connection)
         except MissingReference as exc:
-            return CleanupResult(True, False, f"connection kept: {exc.message}", tuple(writes))
+            return CleanupResult(
+                True,
+                False,
+                f"connection kept: {exc.message}",
+                tuple(writes),
+                left_behind=f"the connection {spec.open_webui.connection_url} in Open WebUI "
+                f"({exc.message}): remove it by hand",
+            )
         outcome = await upstreams.connection.remove(
             openwebui_url=spec.open_webui.url,
             auth=auth,
