@@ -58,6 +58,9 @@ Key = tuple[str, str]
 INSTALL_ANNOTATION = "openwebui-langfuse.io/installed-filter"
 EmitFn = Callable[[Mapping[str, Any], str, str, str], None]
 _FIRST_BACKOFF = 1.0
+# Passes that try to delete the filter a resource installed before its pipeline id or server
+# changed, before giving up on it (the old server may be gone for good).
+RETIRE_ATTEMPTS = 5
 _CONSEQUENTIAL_REASONS = frozenset({"CredentialsNotVerified", "FilterNotInstalled"})
 # After a failed status write: try again soon (then backing off), not at the next resync.
 _STATUS_RETRY_SECONDS = 2.0
@@ -130,6 +133,7 @@ class Worker:
     backoff: float = _FIRST_BACKOFF
     suspended_logged: bool = False
     install_record: str | None = None
+    retire_failures: int = 0  # passes in a row that could not delete the previous filter
     # Which resources own an upstream object, e.g. ("pipeline", url, id) (the kopf index).
     owners: Callable[[tuple[str, ...]], Iterable[Key]] = lambda _: ()
 
@@ -416,10 +420,21 @@ class Runtime:
                 memory=self.memory,
             )
         except (PipelinesError, MissingReference) as exc:
-            message = f"could not delete the previous filter {previous[1]}: {exc}"
+            worker.retire_failures += 1
+            message = f"could not delete the previous filter {previous[1]} at {previous[0]}: {exc}"
+            if worker.retire_failures >= RETIRE_ATTEMPTS:
+                # The old server may be gone for good (a move to a new Pipelines): stop calling
+                # it on every pass, and say what may be left.
+                worker.retire_failures = 0
+                message = f"{message}; gave up after {RETIRE_ATTEMPTS} passes: delete it by hand"
+                logger.warning("%s/%s: %s", namespace, name, message)
+                self.emit(body, "Warning", "PreviousFilterAbandoned", message)
+                return True
             logger.warning("%s/%s: %s", namespace, name, message)
-            self.emit(body, "Warning", "PreviousFilterKept", message)
+            if worker.retire_failures == 1:  # one Event, not one per pass
+                self.emit(body, "Warning", "PreviousFilterKept", f"{message}; tried again")
             return False
+        worker.retire_failures = 0
         if done:
             logger.info("%s/%s: %s", namespace, name, done)
             self.emit(body, "Normal", "Synced", done)

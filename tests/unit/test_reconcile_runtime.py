@@ -10,7 +10,7 @@ import pytest
 from openwebui_langfuse.config import Settings
 from openwebui_langfuse.connection import ConnectionOutcome
 from openwebui_langfuse.passes import MissingReference
-from openwebui_langfuse.runtime import IndexReader, Runtime, Worker
+from openwebui_langfuse.runtime import RETIRE_ATTEMPTS, IndexReader, Runtime, Worker
 
 from tests.unit.test_reconcile import (
     PIPELINES_KEY,
@@ -378,3 +378,31 @@ async def test_an_unexpected_error_in_cleanup_stays_within_the_delete_bound() ->
     # Temporary: retried by the handler until the delete bound, then released with a Warning.
     assert (result.done, result.temporary) == (False, True)
     assert result.message == "cleanup failed unexpectedly (KeyError)"
+
+
+async def test_the_previous_filter_on_a_server_gone_for_good_is_given_up_after_a_bound() -> None:
+    h = Harness()
+    old_server = FakePipelines()
+    old_server.down = True  # the server the resource moved away from is gone for good
+    h.runtime.upstreams.pipelines = lambda url, key: (
+        old_server if url == "http://old:9099" else h.pipelines
+    )
+    raw = spec()
+    raw["pipelines"]["url"] = "http://old:9099"
+    worker = Worker(key=("ns", "tracing"), status={})
+    old_server.down = False
+    await h.runtime.pass_once(worker, body(raw), h.reader)
+    assert worker.install_record is not None and "old" in worker.install_record
+    old_server.down = True
+
+    moved = spec()  # now on http://p:9099
+    h.events.clear()
+    for _ in range(RETIRE_ATTEMPTS):
+        await h.runtime.pass_once(worker, body(moved, generation=2), h.reader)
+    warnings = [reason for kind, reason, _ in h.events if kind == "Warning"]
+    # One Event when it starts failing, one when it gives up; not one per pass.
+    assert warnings == ["PreviousFilterKept", "PreviousFilterAbandoned"]
+    assert worker.install_record is not None and "old" not in worker.install_record
+    old_server.down = False  # were it called again, it would now log the delete
+    await h.runtime.pass_once(worker, body(moved, generation=2), h.reader)
+    assert [w for w in old_server.writes if w[0] == "delete"] == []
