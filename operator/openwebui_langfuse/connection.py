@@ -378,6 +378,7 @@ async def sync_connection(
     pipelines_key: str,
     usage_capability: bool,
     pipeline_id: str,
+    refresh_models: bool = True,
     timeout: float = 10.0,  # noqa: ASYNC109 - per HTTP request, not a deadline for the whole call
 ) -> ConnectionOutcome:
     """Make Open WebUI use Pipelines at ``connection_url`` and confirm it sees the filter."""
@@ -388,6 +389,7 @@ async def sync_connection(
             pipelines_key=pipelines_key,
             usage_capability=usage_capability,
             pipeline_id=pipeline_id,
+            refresh_models=refresh_models,
         )
 
 
@@ -426,6 +428,7 @@ class OpenWebUIConnections:
         pipelines_key: str,
         usage_capability: bool,
         pipeline_id: str,
+        refresh_models: bool,
     ) -> ConnectionOutcome:
         return await sync_connection(
             openwebui_url=openwebui_url,
@@ -434,6 +437,7 @@ class OpenWebUIConnections:
             pipelines_key=pipelines_key,
             usage_capability=usage_capability,
             pipeline_id=pipeline_id,
+            refresh_models=refresh_models,
             timeout=self._timeout,
         )
 
@@ -455,8 +459,14 @@ async def sync_connection_with(
     pipelines_key: str,
     usage_capability: bool,
     pipeline_id: str,
+    refresh_models: bool = True,
 ) -> ConnectionOutcome:
-    """:func:`sync_connection` on a given client (tests hand in one with a hooked transport)."""
+    """:func:`sync_connection` on a given client (tests hand in one with a hooked transport).
+
+    Open WebUI's models are refreshed (every provider is asked for its list again) only when
+    chats may not see the filter yet: ``refresh_models`` (the caller installed it, or has not
+    confirmed it since it started), a changed connection, or an Open WebUI restart.
+    """
     wrote = False
     added = False
 
@@ -480,8 +490,9 @@ async def sync_connection_with(
         if usage_capability and await _ensure_usage_capability(client):
             wrote = True
         verdict, armed = await _probe_persistence(client)
+        refresh = refresh_models or wrote or armed  # before `armed` joins `wrote`
         wrote = wrote or armed
-        confirmed = await _confirm(client, plan, pipeline_id, outcome)
+        confirmed = await _confirm(client, plan, pipeline_id, outcome, refresh=refresh)
         if confirmed.registered and verdict == "lost":
             return outcome(
                 True,
@@ -586,14 +597,18 @@ async def _confirm(
     plan: ConnectionPlan,
     pipeline_id: str,
     outcome: Callable[[bool, str, str, bool], ConnectionOutcome],
+    *,
+    refresh: bool,
 ) -> ConnectionOutcome:
-    """Refresh Open WebUI's models, then check it detects Pipelines and sees the filter."""
+    """Refresh Open WebUI's models when needed, then check it detects Pipelines and sees the
+    filter."""
     assert plan.idx is not None
     idx = plan.idx
     done = "; ".join(plan.changes) if plan.changes else "already registered as required"
     # Chats use Open WebUI's cached model list; filters only take part after a refresh
     # (docs/upstream/open-webui.md, "How filters run in a chat").
-    await client.refresh_models()
+    if refresh:
+        await client.refresh_models()
     detected = await client.list_pipelines_connections()
     if not any(conn.idx == idx for conn in detected):
         return outcome(

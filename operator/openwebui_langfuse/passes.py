@@ -74,6 +74,7 @@ class ConnectionApi(Protocol):
         pipelines_key: str,
         usage_capability: bool,
         pipeline_id: str,
+        refresh_models: bool,
     ) -> ConnectionOutcome: ...
 
     async def remove(
@@ -140,6 +141,9 @@ class InstallMemory:
     installed: dict[tuple[str, str], str] = field(default_factory=dict)
     failed: dict[tuple[str, str], FailedInstall] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
+    # (Open WebUI URL, connection URL, filter id) that Open WebUI was seen using since this
+    # process started: its cached model list holds the filter, so no refresh is needed.
+    confirmed: set[tuple[str, str, str]] = field(default_factory=set)
 
     def load_failed(self, key: tuple[str, str], marker: str, cap: float) -> FailedInstall:
         """Record one more failed load of ``marker``; the next attempt waits twice as long."""

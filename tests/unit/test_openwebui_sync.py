@@ -55,6 +55,7 @@ class FakeOpenWebUI:
         self.writes: list[str] = []
         self.after_config_read: Callable[[], None] | None = None
         self.fail: int | None = None
+        self.refreshes = 0  # GET /api/models?refresh=true: every provider asked again
 
     def restart(self) -> None:
         """What a restart loses: oauth.* always; with persistence off every API write."""
@@ -108,6 +109,8 @@ class FakeOpenWebUI:
             self.writes.append("openai")
             return httpx.Response(200, json=body)
         if (method, path) == ("GET", "/api/models"):
+            if request.url.params.get("refresh") == "true":
+                self.refreshes += 1
             return httpx.Response(200, json={"data": []})
         if (method, path) == ("GET", "/api/v1/pipelines/list"):
             urls = self.openai["OPENAI_API_BASE_URLS"]
@@ -149,7 +152,7 @@ def owui() -> FakeOpenWebUI:
 
 
 async def sync(
-    owui: FakeOpenWebUI, *, usage: bool = True, key: str = ADMIN_KEY
+    owui: FakeOpenWebUI, *, usage: bool = True, key: str = ADMIN_KEY, refresh: bool = True
 ) -> ConnectionOutcome:
     async with OpenWebUIClient(
         "http://owui.test", ApiKeyAuth(key), transport=owui.transport()
@@ -160,6 +163,7 @@ async def sync(
             pipelines_key=PIPELINES_KEY,
             usage_capability=usage,
             pipeline_id=FILTER,
+            refresh_models=refresh,
         )
 
 
@@ -195,6 +199,22 @@ async def test_register_then_nothing_to_do(owui: FakeOpenWebUI) -> None:
     assert second.added is False
     assert owui.writes == ["openai", "models", "import", "user_info"]
     assert PIPELINES_KEY not in first.message + second.message
+
+
+async def test_models_are_refreshed_only_when_chats_may_not_see_the_filter(
+    owui: FakeOpenWebUI,
+) -> None:
+    await sync(owui, refresh=False)  # the connection is new: refreshed although not asked
+    assert owui.refreshes == 1
+    await sync(owui, refresh=False)  # steady state: no provider is asked for its models
+    assert owui.refreshes == 1
+    await sync(owui, refresh=True)  # the caller (re)installed the filter
+    assert owui.refreshes == 2
+    owui.restart()  # a restarted Open WebUI rebuilt its model list: refreshed once more
+    await sync(owui, refresh=False)
+    assert owui.refreshes == 3
+    await sync(owui, refresh=False)
+    assert owui.refreshes == 3
 
 
 async def test_usage_capability_off_leaves_the_defaults_alone(owui: FakeOpenWebUI) -> None:

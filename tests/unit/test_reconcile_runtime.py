@@ -406,3 +406,16 @@ async def test_the_previous_filter_on_a_server_gone_for_good_is_given_up_after_a
     old_server.down = False  # were it called again, it would now log the delete
     await h.runtime.pass_once(worker, body(moved, generation=2), h.reader)
     assert [w for w in old_server.writes if w[0] == "delete"] == []
+
+
+async def test_open_webui_refreshes_its_models_only_while_the_filter_is_new_to_it() -> None:
+    h = Harness()
+    raw = spec_with_open_webui()
+    worker = Worker(key=("ns", "tracing"), status={})
+    for _ in range(3):
+        await h.runtime.pass_once(worker, body(raw), h.reader)
+    # First pass: uploaded and not yet confirmed; then confirmed and nothing installed.
+    assert [call["refresh_models"] for call in h.connection.synced] == [True, False, False]
+    h.pipelines.loaded.clear()  # Pipelines restarted without persistence: re-uploaded
+    await h.runtime.pass_once(worker, body(raw), h.reader)
+    assert h.connection.synced[-1]["refresh_models"] is True

@@ -38,6 +38,7 @@ class PipelinesTarget:
         self.p = p
         self.key: str | None = None  # the Pipelines API key, once read
         self.warning: str | None = None  # for Ready's message: working, but not safe
+        self.uploaded = False  # this pass put the filter into Pipelines
 
     def resolve(self) -> bool:
         """Read the Pipelines key; a missing one blocks the install (and so all that follows)."""
@@ -87,6 +88,7 @@ class PipelinesTarget:
                         )
                         p.retry_in = p.memory.seconds_until(waiting)
                         return False
+                self.uploaded = True
                 if content is None:
                     assert spec.filter.url is not None
                     await client.add_by_url(spec.filter.url)
@@ -168,6 +170,7 @@ class PipelinesTarget:
         except MissingReference as exc:
             p.fail(cond.CONNECTION_REGISTERED, exc.reason, exc.message, temporary=False)
             return
+        seen = (spec.open_webui.url, spec.open_webui.connection_url, spec.pipeline_id)
         outcome = await api.sync(
             openwebui_url=spec.open_webui.url,
             auth=auth,
@@ -175,7 +178,14 @@ class PipelinesTarget:
             pipelines_key=pipelines_key,
             usage_capability=spec.open_webui.usage_capability,
             pipeline_id=spec.pipeline_id,
+            # An upload reloads Pipelines' modules; until confirmed, Open WebUI's cached model
+            # list may lack the filter. Otherwise a refresh would ask every provider for nothing.
+            refresh_models=self.uploaded or seen not in p.memory.confirmed,
         )
+        if outcome.registered:
+            p.memory.confirmed.add(seen)
+        else:
+            p.memory.confirmed.discard(seen)
         if outcome.wrote:
             p.writes.append("updated the Open WebUI connection")
         # Whether this resource added the connection or adopted one a person had made decides
