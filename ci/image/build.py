@@ -39,26 +39,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # ci/: provision's cache path
 
 import debian  # noqa: E402
 import layers  # noqa: E402
 import oci  # noqa: E402
 import wheels  # noqa: E402
 from proc import BuildError, run  # noqa: E402
+from provision import default_cache  # noqa: E402
 from spec import ImageSpec, available_images, load_base, load_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SOURCE_URL = "https://github.com/openwebui-langfuse/openwebui-langfuse"
 # Paths whose uncommitted changes a build of the commit does not see (said, not hidden).
 IMAGE_INPUTS = ("ci/image", "ci/versions.env", "pyproject.toml", "operator", "README.md")
-
-
-def default_cache() -> Path:
-    explicit = os.environ.get("OWL_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "openwebui-langfuse"
 
 
 def world_manifest(cache: Path) -> dict[str, dict[str, str]]:

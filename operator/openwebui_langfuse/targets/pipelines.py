@@ -17,6 +17,7 @@ from openwebui_langfuse.clients.pipelines import PipelinesError
 from openwebui_langfuse.models import LangfuseTracingSpec
 from openwebui_langfuse.passes import (
     CleanupResult,
+    FailedInstall,
     InstallMemory,
     MissingReference,
     Pass,
@@ -80,13 +81,7 @@ class PipelinesTarget:
                         return True
                     if waiting is not None and not loaded:
                         # Failed before and not due again: report it, upload nothing.
-                        p.fail(
-                            cond.FILTER_INSTALLED,
-                            "FilterLoadFailed",
-                            _load_failed_message(pid, waiting.attempts),
-                            temporary=False,
-                        )
-                        p.retry_in = p.memory.seconds_until(waiting)
+                        _load_failed(p, waiting)
                         return False
                 self.uploaded = True
                 if content is None:
@@ -102,16 +97,7 @@ class PipelinesTarget:
             p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=exc.temporary)
             return False
         if not any(row.id == pid for row in listed):
-            # Stalled (most often the file is wrong: a person should look), and yet tried again
-            # on its own with backoff, since the cause may be transient.
-            failed = p.memory.load_failed(key, marker, cap=spec.resync_seconds)
-            p.fail(
-                cond.FILTER_INSTALLED,
-                "FilterLoadFailed",
-                _load_failed_message(pid, failed.attempts),
-                temporary=False,
-            )
-            p.retry_in = p.memory.seconds_until(failed)
+            _load_failed(p, p.memory.load_failed(key, marker, cap=spec.resync_seconds))
             return False
         p.memory.installed[key] = marker
         p.memory.failed.pop(key, None)
@@ -220,13 +206,20 @@ class PipelinesTarget:
         return connection_to_add(self.p.spec) if self.p.spec.open_webui is None else None
 
 
-def _load_failed_message(pid: str, attempts: int) -> str:
-    # No retry time in the message: it would change the status (a write) on every pass.
-    return (
+def _load_failed(p: Pass, failed: FailedInstall) -> None:
+    """Stalled (most often the file is wrong: a person should look), and yet tried again on its
+    own with backoff, since the cause may be transient. No retry time in the message: it would
+    change the status (a write) on every pass."""
+    pid = p.spec.pipeline_id
+    p.fail(
+        cond.FILTER_INSTALLED,
+        "FilterLoadFailed",
         f"Pipelines accepted {pid}.py but did not load it (a syntax or import error, or a "
         "failed requirements install; see the Pipelines log); uploaded again with backoff "
-        f"(failed {attempts} time(s)), and at once when the filter or the spec changes"
+        f"(failed {failed.attempts} time(s)), and at once when the filter or the spec changes",
+        temporary=False,
     )
+    p.retry_in = p.memory.seconds_until(failed)
 
 
 def desired_valves(spec: LangfuseTracingSpec, public_key: str, secret_key: str) -> dict[str, Any]:
