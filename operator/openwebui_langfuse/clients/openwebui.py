@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -44,6 +45,9 @@ CONFIG_IMPORT_PATH = "/api/v1/configs/import"
 CONFIG_NAMESPACE_PATH = "/api/v1/configs/namespace"
 USER_INFO_PATH = "/api/v1/users/user/info"
 USER_INFO_UPDATE_PATH = "/api/v1/users/user/info/update"
+
+#: What a password sign-in of a non-admin account raises (OpenWebUIUnauthorized) with.
+NOT_ADMIN_MESSAGE = "the signed-in account is not an admin"
 
 #: Extra seconds for calls that make Open WebUI list every connection's models: it waits up to
 #: AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST (10 s by default) for each, so one slow provider of a
@@ -313,13 +317,37 @@ class OpenWebUIClient:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    async def _admin_json(self, method: str, path: str, **kwargs: Any) -> object:
-        """One admin call: authenticate, send, sign in again once on 401, map errors, parse."""
+    async def admin_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        not_a_refusal: Callable[[httpx.Response], bool] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One admin call whose answer the caller interprets: authenticate, send, sign in again
+        once on 401, raise for refusals (:class:`OpenWebUIUnauthorized`), 5xx and 429
+        (:class:`OpenWebUIServerError`) and transport failures; return any other answer.
+
+        Some routes answer 401 for what is no auth failure (an unknown function id); for such
+        answers ``not_a_refusal`` returns True, and they are returned as they are, without a
+        fresh sign-in. ``kwargs`` go to ``httpx.AsyncClient.request``.
+        """
         what = f"{method} {path}"
+
+        def refused(response: httpx.Response) -> bool:
+            if response.status_code not in (401, 403):
+                return False
+            return not_a_refusal is None or not not_a_refusal(response)
+
         if self._token is None:
             await self._sign_in()
         response = await self._send(method, path, what, **kwargs)
-        if response.status_code == 401 and isinstance(self._auth, CredentialsAuth):
+        if (
+            response.status_code == 401
+            and refused(response)
+            and isinstance(self._auth, CredentialsAuth)
+        ):
             # The cached JWT may have expired or been revoked (sign-out, password change,
             # secret-key rotation): one fresh sign-in, then a second 401 is the account's fault.
             self._token = None
@@ -327,8 +355,17 @@ class OpenWebUIClient:
                 self._token_cache.drop(self._base_url, self._auth)
             await self._sign_in()
             response = await self._send(method, path, what, **kwargs)
-        if response.status_code in (401, 403):
+        if refused(response):
             raise OpenWebUIUnauthorized(_refusal_message(self._auth, what), status=401)
+        status = response.status_code
+        if status >= 500 or status == 429:
+            _raise_for_status(response, what)
+        return response
+
+    async def _admin_json(self, method: str, path: str, **kwargs: Any) -> object:
+        """One admin call: authenticate, send, sign in again once on 401, map errors, parse."""
+        what = f"{method} {path}"
+        response = await self.admin_request(method, path, **kwargs)
         _raise_for_status(response, what)
         return _parse_json(response, what)
 
@@ -373,7 +410,7 @@ class OpenWebUIClient:
                 "sign-in gave no token (is two-factor sign-in on? then use an admin API key)"
             )
         if body.get("role") != "admin":
-            raise OpenWebUIUnauthorized("the signed-in account is not an admin")
+            raise OpenWebUIUnauthorized(NOT_ADMIN_MESSAGE)
         self._token = token
         if self._token_cache is not None:
             self._token_cache.put(self._base_url, self._auth, token)
