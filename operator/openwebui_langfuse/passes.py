@@ -155,6 +155,12 @@ class InstallMemory:
         self.installed.pop(key, None)
         return record
 
+    def forget(self, key: tuple[str, str]) -> None:
+        """The filter at ``key`` (Pipelines URL, id) was removed: nothing of it is remembered."""
+        self.installed.pop(key, None)
+        self.failed.pop(key, None)
+        self.confirmed = {seen for seen in self.confirmed if seen[2] != key[1]}
+
     def seconds_until(self, record: FailedInstall) -> float:
         return max(0.0, record.retry_at - self.clock())
 

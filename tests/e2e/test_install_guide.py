@@ -226,10 +226,11 @@ def test_the_install_guide_as_written_ends_with_a_traced_chat(
     values = guide.write(values_block)
     assert yaml.safe_load(values.read_text())["pipelines"] == {"enabled": False}
     guide.run(_one(blocks(SECRETS, "bash"), "helm upgrade --install open-webui"))
-    pods = json.loads(guide.run(f"kubectl -n {GUIDE_NAMESPACE} get statefulset open-webui -o json"))
-    env = {
-        e["name"]: e.get("value") for e in pods["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    workload = json.loads(
+        guide.run(f"kubectl -n {GUIDE_NAMESPACE} get statefulset open-webui -o json")
+    )
+    (container, *_) = workload["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["ENABLE_API_KEYS"] == "true"  # what the local Open WebUI runs with, too
     # Step 3 of the API-key steps, "create the key": what the account page does.
     api_key = open_webui.mint_api_key()

@@ -280,8 +280,7 @@ async def remove(
                     writes.append(f"deleted filter {spec.pipeline_id}")
         except PipelinesError as exc:
             return CleanupResult(False, exc.temporary, exc.message, tuple(writes))
-        memory.installed.pop((spec.pipelines.url, spec.pipeline_id), None)
-        memory.failed.pop((spec.pipelines.url, spec.pipeline_id), None)
+        memory.forget((spec.pipelines.url, spec.pipeline_id))
     if spec.open_webui is not None and not connection_added:
         kept = "removed the filter; the Open WebUI connection was there before: kept"
         return CleanupResult(True, False, kept, tuple(writes))
@@ -380,8 +379,7 @@ async def retire_previous(
     client = upstreams.pipelines(url, pipelines_key)
     async with upstreams.lock_for(url):
         deleted = await client.delete(pipeline_id)
-    memory.installed.pop(previous, None)
-    memory.failed.pop(previous, None)
+    memory.forget(previous)
     return f"deleted the previous filter {pipeline_id}" if deleted else None
 
 
