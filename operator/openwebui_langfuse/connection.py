@@ -441,6 +441,10 @@ class OpenWebUIConnections:
             timeout=self._timeout,
         )
 
+    def client(self, openwebui_url: str, auth: ApiKeyAuth | CredentialsAuth) -> OpenWebUIClient:
+        """A client of that Open WebUI for several calls (``async with``; the Function target)."""
+        return OpenWebUIClient(openwebui_url, auth, timeout=self._timeout, token_cache=_TOKENS)
+
     async def remove(
         self, *, openwebui_url: str, auth: ApiKeyAuth | CredentialsAuth, connection_url: str
     ) -> ConnectionOutcome:
@@ -487,7 +491,7 @@ async def sync_connection_with(
         )
         assert plan.idx is not None
         added = wrote and plan.added
-        if usage_capability and await _ensure_usage_capability(client):
+        if usage_capability and await ensure_usage_capability(client):
             wrote = True
         verdict, armed = await _probe_persistence(client)
         refresh = refresh_models or wrote or armed  # before `armed` joins `wrote`
@@ -514,7 +518,7 @@ async def sync_connection_with(
             True,
         )
     except OpenWebUIError as exc:
-        return outcome(False, *_error_reason(exc))
+        return outcome(False, *error_reason(exc))
 
 
 async def remove_connection_with(
@@ -548,7 +552,7 @@ async def remove_connection_with(
         return ConnectionOutcome(False, *_error_reason_for(exc, connection_url, wrote))
 
 
-def _error_reason(exc: OpenWebUIError) -> tuple[str, str, bool]:
+def error_reason(exc: OpenWebUIError) -> tuple[str, str, bool]:
     if isinstance(exc, OpenWebUIUnauthorized):
         return "OpenWebUIUnauthorized", f"Open WebUI refused the admin credentials: {exc}", False
     if isinstance(exc, OpenWebUIUnreachable):
@@ -562,7 +566,7 @@ def _error_reason(exc: OpenWebUIError) -> tuple[str, str, bool]:
 def _error_reason_for(
     exc: OpenWebUIError, connection_url: str, wrote: bool
 ) -> tuple[str, str, str, bool, bool]:
-    reason, message, temporary = _error_reason(exc)
+    reason, message, temporary = error_reason(exc)
     return reason, message, connection_url, wrote, temporary
 
 
@@ -583,7 +587,7 @@ async def _probe_persistence(client: OpenWebUIClient) -> tuple[str, bool]:
     return verdict, rearm
 
 
-async def _ensure_usage_capability(client: OpenWebUIClient) -> bool:
+async def ensure_usage_capability(client: OpenWebUIClient) -> bool:
     """Turn on the default ``usage`` capability; True when that needed a write."""
     desired = plan_usage_capability(await client.get_models_config())
     if desired is None:

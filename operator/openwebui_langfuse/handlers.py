@@ -34,7 +34,7 @@ from openwebui_langfuse.kube import login as kube_login
 from openwebui_langfuse.models import GROUP, PLURAL, VERSION, referenced_names
 from openwebui_langfuse.readiness import Readiness, served
 from openwebui_langfuse.readiness import serve as serve_readiness
-from openwebui_langfuse.runtime import IndexReader, Runtime, sharing_keys
+from openwebui_langfuse.runtime import FILTER_KINDS, IndexReader, Runtime, sharing_keys
 
 FINALIZER = "openwebui-langfuse.io/cleanup"
 ANNOTATION_PREFIX = "openwebui-langfuse.io"
@@ -361,12 +361,12 @@ async def cleanup(
     ns = namespace or ""
     me = (ns, name)
     keys = sharing_keys(ns, name, dict(body.get("spec") or {}))
-    pipeline_shared = any(_shared(lft_owned, k, me) for k in keys if k[0] == "pipeline")
+    filter_shared = any(_shared(lft_owned, k, me) for k in keys if k[0] in FILTER_KINDS)
     connection_shared = any(_shared(lft_owned, k, me) for k in keys if k[0] == "connection")
     result = await runtime.cleanup(
         body,
         _reader(indices),
-        pipeline_id_shared=pipeline_shared,
+        filter_shared=filter_shared,
         connection_shared=connection_shared,
     )
     if result.done:

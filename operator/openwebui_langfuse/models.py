@@ -21,10 +21,14 @@ PLURAL = "langfusetracings"
 
 FilterSource = Literal["bundled", "url", "configMap"]
 DeletionPolicy = Literal["Delete", "Retain"]
+# Where the filter runs: a module of a Pipelines server, or a Filter Function inside Open WebUI.
+Target = Literal["pipelines", "function"]
 
 DEFAULT_RESYNC_SECONDS = 300.0
 MIN_RESYNC_SECONDS = 10.0
 PIPELINE_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Open WebUI lower-cases function ids and accepts identifiers only.
+FUNCTION_ID_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _DURATION_PATTERN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -95,24 +99,29 @@ class CredentialsAuthSpec:
 class OpenWebUISpec:
     url: str
     auth: ApiKeyAuthSpec | CredentialsAuthSpec
-    connection_url: str
+    # The URL Open WebUI reaches Pipelines at; None with the function target (no connection).
+    connection_url: str | None
     usage_capability: bool = True
 
 
 @dataclass(frozen=True)
 class LangfuseTracingSpec:
     langfuse: LangfuseSpec
-    pipelines: PipelinesSpec
+    pipelines: PipelinesSpec | None  # None with the function target
     filter: FilterSpec
-    pipeline_id: str
+    # The filter's id where it runs: its pipeline id, or its function id in Open WebUI.
+    filter_id: str
     open_webui: OpenWebUISpec | None = None
+    target: Target = "pipelines"
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     suspend: bool = False
     deletion_policy: DeletionPolicy = "Delete"
 
     def secret_names(self) -> frozenset[str]:
         """Names of every Secret this resource reads (the trigger index keys on them)."""
-        names = {self.langfuse.secret_key.name, self.pipelines.api_key.name}
+        names = {self.langfuse.secret_key.name}
+        if self.pipelines is not None:
+            names.add(self.pipelines.api_key.name)
         if self.langfuse.public_key.secret_key_ref is not None:
             names.add(self.langfuse.public_key.secret_key_ref.name)
         if self.open_webui is not None:
@@ -206,7 +215,7 @@ def _public_key(raw: Any) -> PublicKeySource:
     return PublicKeySource(secret_key_ref=_secret_key_ref(obj, where))
 
 
-def _filter(raw: Any, namespace: str, name: str) -> tuple[FilterSpec, str]:
+def _filter(raw: Any, namespace: str, name: str, target: Target) -> tuple[FilterSpec, str]:
     where = "spec.filter"
     obj = _mapping(raw, where)
     source = obj.get("source", "bundled")
@@ -233,14 +242,21 @@ def _filter(raw: Any, namespace: str, name: str) -> tuple[FilterSpec, str]:
     sha256 = obj.get("sha256") or None
     if sha256 is not None and (not isinstance(sha256, str) or not _SHA256_PATTERN.match(sha256)):
         raise SpecError(f"{where}.sha256 must be 64 lowercase hex characters")
-    explicit_id = obj.get("pipelineId") or None
+    id_field, id_pattern, other_field = (
+        ("functionId", FUNCTION_ID_PATTERN, "pipelineId")
+        if target == "function"
+        else ("pipelineId", PIPELINE_ID_PATTERN, "functionId")
+    )
+    if obj.get(other_field):
+        raise SpecError(f"{where}.{other_field} is not allowed when spec.target is {target}")
+    explicit_id = obj.get(id_field) or None
     if explicit_id is not None and (
-        not isinstance(explicit_id, str) or not PIPELINE_ID_PATTERN.match(explicit_id)
+        not isinstance(explicit_id, str) or not id_pattern.match(explicit_id)
     ):
-        raise SpecError(f"{where}.pipelineId must match {PIPELINE_ID_PATTERN.pattern}")
+        raise SpecError(f"{where}.{id_field} must match {id_pattern.pattern}")
     if explicit_id:
         pipeline_id = explicit_id
-    elif url is not None:
+    elif url is not None and target == "pipelines":
         pipeline_id = url_file_stem(url)
         if not PIPELINE_ID_PATTERN.match(pipeline_id):
             raise SpecError(f"{where}.url's file name is not a usable pipeline id; set pipelineId")
@@ -270,7 +286,7 @@ def _filter(raw: Any, namespace: str, name: str) -> tuple[FilterSpec, str]:
     return spec, pipeline_id
 
 
-def _open_webui(raw: Any, pipelines_url: str) -> OpenWebUISpec | None:
+def _open_webui(raw: Any, pipelines_url: str | None) -> OpenWebUISpec | None:
     if raw is None:
         return None
     where = "spec.openWebUI"
@@ -292,8 +308,17 @@ def _open_webui(raw: Any, pipelines_url: str) -> OpenWebUISpec | None:
             email_key=creds.get("emailKey") or "email",
             password_key=creds.get("passwordKey") or "password",
         )
-    connection_url = obj.get("connectionUrl") or pipelines_url
-    connection_url = _http_url(connection_url, f"{where}.connectionUrl")
+    connection_url: str | None = None
+    if pipelines_url is None:
+        if obj.get("connectionUrl"):
+            raise SpecError(
+                f"{where}.connectionUrl is not allowed when spec.target is function: there is "
+                "no connection"
+            )
+    else:
+        connection_url = _http_url(
+            obj.get("connectionUrl") or pipelines_url, f"{where}.connectionUrl"
+        )
     usage = obj.get("usageCapability", True)
     return OpenWebUISpec(
         url=url, auth=auth, connection_url=connection_url, usage_capability=bool(usage)
@@ -316,14 +341,28 @@ def parse_spec(raw: Mapping[str, Any], *, namespace: str, name: str) -> Langfuse
         secret_key=_secret_key_ref(lf.get("secretKey"), "spec.langfuse.secretKey"),
         verify=bool(lf.get("verify", True)),
     )
+    raw_target = spec.get("target") or "pipelines"
+    if raw_target not in ("pipelines", "function"):
+        raise SpecError("spec.target must be pipelines or function")
+    target: Target = "function" if raw_target == "function" else "pipelines"
     pl = _mapping(spec.get("pipelines"), "spec.pipelines")
-    if not pl:
-        raise SpecError("spec.pipelines is required")
-    pipelines = PipelinesSpec(
-        url=_http_url(_string(pl, "url", "spec.pipelines"), "spec.pipelines.url"),
-        api_key=_secret_key_ref(pl.get("apiKey"), "spec.pipelines.apiKey"),
-    )
-    filter_spec, pipeline_id = _filter(spec.get("filter"), namespace, name)
+    pipelines: PipelinesSpec | None = None
+    if target == "function":
+        if pl:
+            raise SpecError(
+                "spec.pipelines is not allowed when spec.target is function: the filter runs "
+                "inside Open WebUI"
+            )
+        if spec.get("openWebUI") is None:
+            raise SpecError("spec.openWebUI is required when spec.target is function")
+    else:
+        if not pl:
+            raise SpecError("spec.pipelines is required when spec.target is pipelines")
+        pipelines = PipelinesSpec(
+            url=_http_url(_string(pl, "url", "spec.pipelines"), "spec.pipelines.url"),
+            api_key=_secret_key_ref(pl.get("apiKey"), "spec.pipelines.apiKey"),
+        )
+    filter_spec, filter_id = _filter(spec.get("filter"), namespace, name, target)
     resync = parse_duration(str(spec.get("resyncInterval") or "5m"))
     if resync < MIN_RESYNC_SECONDS:
         raise SpecError("spec.resyncInterval must be at least 10s")
@@ -334,8 +373,9 @@ def parse_spec(raw: Mapping[str, Any], *, namespace: str, name: str) -> Langfuse
         langfuse=langfuse,
         pipelines=pipelines,
         filter=filter_spec,
-        pipeline_id=pipeline_id,
-        open_webui=_open_webui(spec.get("openWebUI"), pipelines.url),
+        filter_id=filter_id,
+        open_webui=_open_webui(spec.get("openWebUI"), pipelines.url if pipelines else None),
+        target=target,
         resync_seconds=resync,
         suspend=bool(spec.get("suspend", False)),
         deletion_policy=policy,

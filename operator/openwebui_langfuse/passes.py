@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from openwebui_langfuse import conditions as cond
 from openwebui_langfuse.clients.langfuse import LangfuseCheck
+from openwebui_langfuse.clients.openwebui import OpenWebUIClient
 from openwebui_langfuse.clients.pipelines import PipelineInfo
 from openwebui_langfuse.conditions import Condition
 from openwebui_langfuse.connection import ConnectionOutcome
@@ -83,6 +84,10 @@ class ConnectionApi(Protocol):
 
     def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any: ...
 
+    def client(self, openwebui_url: str, auth: Any) -> OpenWebUIClient:
+        """A client for several calls to one Open WebUI (the Function target)."""
+        ...
+
 
 class DownloadError(Exception):
     def __init__(self, message: str, *, temporary: bool) -> None:
@@ -144,6 +149,9 @@ class InstallMemory:
     # (Open WebUI URL, connection URL, filter id) that Open WebUI was seen using since this
     # process started: its cached model list holds the filter, so no refresh is needed.
     confirmed: set[tuple[str, str, str]] = field(default_factory=set)
+    # The digest of the content Open WebUI stored for ``installed[key]``'s version of a
+    # function: Open WebUI rewrites some import lines, so the stored text may not be ours.
+    stored: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def load_failed(self, key: tuple[str, str], marker: str, cap: float) -> FailedInstall:
         """Record one more failed load of ``marker``; the next attempt waits twice as long."""
@@ -156,9 +164,11 @@ class InstallMemory:
         return record
 
     def forget(self, key: tuple[str, str]) -> None:
-        """The filter at ``key`` (Pipelines URL, id) was removed: nothing of it is remembered."""
+        """The filter at ``key`` (Pipelines or Open WebUI URL, id) was removed: nothing of it
+        is remembered."""
         self.installed.pop(key, None)
         self.failed.pop(key, None)
+        self.stored.pop(key, None)
         self.confirmed = {seen for seen in self.confirmed if seen[2] != key[1]}
 
     def seconds_until(self, record: FailedInstall) -> float:
@@ -230,3 +240,17 @@ class CleanupResult:
     # Done, and yet something this resource added stays upstream (a person must remove it):
     # what and why, for a Warning Event. Never a secret.
     left_behind: str | None = None
+
+
+def desired_valves(spec: LangfuseTracingSpec, public_key: str, secret_key: str) -> dict[str, Any]:
+    """The valves this resource sets, on either target: its filter valves, then the keys it
+    owns."""
+    desired: dict[str, Any] = dict(spec.filter.valves)
+    desired.update(
+        pipelines=list(spec.filter.models),
+        priority=spec.filter.priority,
+        public_key=public_key,
+        secret_key=secret_key,
+        host=spec.langfuse.host,
+    )
+    return desired

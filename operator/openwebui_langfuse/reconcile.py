@@ -35,8 +35,9 @@ from openwebui_langfuse.passes import (
     ResourceRef,
     Upstreams,
 )
+from openwebui_langfuse.targets import Target, for_pass
+from openwebui_langfuse.targets import function as function_target
 from openwebui_langfuse.targets import pipelines as pipelines_target
-from openwebui_langfuse.targets.pipelines import PipelinesTarget
 
 
 @dataclass
@@ -114,7 +115,7 @@ async def reconcile(
             now,
             langfuse=None,
             openwebui=None,
-            pipeline_id=None,
+            where=None,
         )
 
     p = Pass(
@@ -125,8 +126,30 @@ async def reconcile(
         memory=memory,
         previous_openwebui_status=old_status.get("openWebUI") or {},
     )
-    target = PipelinesTarget(p)
+    async with for_pass(p) as target:
+        await _steps(p, target, pipeline_id_holder)
+    return _finish(
+        ref,
+        spec,
+        old_status,
+        old_conditions,
+        p.new,
+        p.outcomes,
+        p.writes,
+        now,
+        langfuse=p.langfuse_status,
+        openwebui=p.openwebui_status,
+        where=_where(spec),
+        required=target.required,
+        ready=target.ready_message(),
+        warning=target.warning,
+        retry_in=p.retry_in,
+    )
 
+
+async def _steps(p: Pass, target: Target, holder: tuple[str, str] | None) -> None:
+    """Steps 1 to 5 of a pass; each records its conditions in ``p``."""
+    spec = p.spec
     # Step 1: references. Each missing one blocks only the stages that need it.
     target_ready = target.resolve()
     keys: tuple[str, str] | None = None
@@ -147,15 +170,9 @@ async def reconcile(
     # read-only, so a slow Langfuse does not delay the filter.
     verify_task = asyncio.ensure_future(_verify(p, keys))
     installed = False
-    if pipeline_id_holder is not None:
-        holder = "/".join(pipeline_id_holder)
-        p.fail(
-            cond.FILTER_INSTALLED,
-            "PipelineIdConflict",
-            f"LangfuseTracing {holder} already uses pipeline id {spec.pipeline_id} on "
-            f"{spec.pipelines.url}: set spec.filter.pipelineId to another id",
-            temporary=False,
-        )
+    if holder is not None:
+        reason, message = target.conflict("/".join(holder))
+        p.fail(cond.FILTER_INSTALLED, reason, message, temporary=False)
     elif target_ready:
         installed = await _install(p, target)
     verified = await verify_task
@@ -175,23 +192,11 @@ async def reconcile(
     # Step 5: Open WebUI uses the filter.
     await target.publish(filter_installed=installed)
 
-    result = _finish(
-        ref,
-        spec,
-        old_status,
-        old_conditions,
-        p.new,
-        p.outcomes,
-        p.writes,
-        now,
-        langfuse=p.langfuse_status,
-        openwebui=p.openwebui_status,
-        pipeline_id=spec.pipeline_id,
-        unmanaged=target.ready_message(),
-        warning=target.warning,
-    )
-    result.retry_in = p.retry_in
-    return result
+
+def _where(spec: LangfuseTracingSpec) -> dict[str, str]:
+    """Status fields that say where the filter runs."""
+    id_field = "functionId" if spec.target == "function" else "pipelineId"
+    return {"target": spec.target, id_field: spec.filter_id}
 
 
 async def _verify(p: Pass, keys: tuple[str, str] | None) -> bool:
@@ -225,8 +230,9 @@ async def _verify(p: Pass, keys: tuple[str, str] | None) -> bool:
     return True
 
 
-async def _filter_content(p: Pass) -> tuple[bytes | None, str]:
-    """The file to upload (``None`` for add-by-URL) and its install marker."""
+async def _filter_content(p: Pass, *, adds_by_url: bool) -> tuple[bytes | None, str]:
+    """The file to upload (``None`` for add-by-URL, with a target that can) and its install
+    marker."""
     f = p.spec.filter
     content: bytes | None
     if f.source == "bundled":
@@ -245,7 +251,7 @@ async def _filter_content(p: Pass) -> tuple[bytes | None, str]:
         assert f.url is not None
         # Pipelines saves a file added by URL under the URL's file name; under any other id
         # (or with a digest to check) the operator fetches the file and uploads it itself.
-        if f.sha256 is None and p.spec.pipeline_id == url_file_stem(f.url):
+        if adds_by_url and f.sha256 is None and p.spec.filter_id == url_file_stem(f.url):
             return None, f"url:{f.url}"
         content = await p.upstreams.download(f.url)
     digest = _digest(content)
@@ -257,10 +263,10 @@ async def _filter_content(p: Pass) -> tuple[bytes | None, str]:
     return content, f"sha256:{digest}"
 
 
-async def _install(p: Pass, target: PipelinesTarget) -> bool:
+async def _install(p: Pass, target: Target) -> bool:
     """Step 3: the filter's content, then the target installs it and confirms it loaded."""
     try:
-        content, marker = await _filter_content(p)
+        content, marker = await _filter_content(p, adds_by_url=target.adds_by_url)
     except MissingReference as exc:
         p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=False)
         return False
@@ -271,6 +277,9 @@ async def _install(p: Pass, target: PipelinesTarget) -> bool:
 
 
 # -- status ---------------------------------------------------------------------------------------
+
+# Conditions only some targets have; a resource whose target does not need one loses it.
+TARGET_CONDITIONS = (cond.CONNECTION_REGISTERED,)
 
 
 def _finish(
@@ -285,32 +294,34 @@ def _finish(
     *,
     langfuse: dict[str, Any] | None,
     openwebui: dict[str, Any] | None,
-    pipeline_id: str | None,
-    unmanaged: str | None = None,
+    where: Mapping[str, str] | None,
+    required: Sequence[str] = (),
+    ready: tuple[str, str] | None = None,
     warning: str | None = None,
+    retry_in: float | None = None,
 ) -> ReconcileResult:
-    """The new status. ``unmanaged`` is Ready's message when the resource leaves Open WebUI to
-    the user (no ``spec.openWebUI``): what Open WebUI still needs; ``warning`` is appended to
-    Ready's message when tracing works but is not safe."""
+    """The new status. ``where`` says where the filter runs; ``required`` are the target's
+    conditions Ready needs beyond the common three; ``ready`` is Ready's reason and message
+    when the target has more to say (the resource leaves Open WebUI to the user: what Open
+    WebUI still needs); ``warning`` is appended to Ready's message when tracing works but is
+    not safe."""
     outcome = _merge_outcomes(outcomes)
     conditions = list(old_conditions)
     for condition in new.values():
         conditions = cond.set_condition(conditions, condition, now=now)
     if spec is not None:
-        required = [cond.CREDENTIALS_VALID, cond.FILTER_INSTALLED, cond.VALVES_SYNCED]
-        ready_when_done = ("Ready", "Langfuse tracing is installed and configured")
-        if spec.open_webui is not None:
-            required.append(cond.CONNECTION_REGISTERED)
-        else:
-            conditions = cond.remove_condition(conditions, cond.CONNECTION_REGISTERED)
-            ready_when_done = ("ConnectionNotManaged", unmanaged or "")
+        needed = [cond.CREDENTIALS_VALID, cond.FILTER_INSTALLED, cond.VALVES_SYNCED, *required]
+        ready_when_done = ready or ("Ready", "Langfuse tracing is installed and configured")
+        for owned in TARGET_CONDITIONS:
+            if owned not in needed:  # e.g. the connection of a target left behind
+                conditions = cond.remove_condition(conditions, owned)
         if warning is not None:
             # Working, but not safe: Ready stays True (tracing runs) and says why it should not.
             ready_when_done = (ready_when_done[0], f"{ready_when_done[1]}; {warning}")
-        ready = cond.ready_condition(
-            conditions, required=required, generation=ref.generation, ready=ready_when_done
+        aggregate = cond.ready_condition(
+            conditions, required=needed, generation=ref.generation, ready=ready_when_done
         )
-        conditions = cond.set_condition(conditions, ready, now=now)
+        conditions = cond.set_condition(conditions, aggregate, now=now)
     ready_now = cond.find(conditions, cond.READY)
     blocking = ready_now.reason if ready_now is not None else "Unknown"
     blocking_message = ready_now.message if ready_now is not None else ""
@@ -347,8 +358,10 @@ def _finish(
     }
     status["observedGeneration"] = ref.generation
     status["conditions"] = [c.to_wire() for c in conditions]
-    if pipeline_id is not None:
-        status["pipelineId"] = pipeline_id
+    if where is not None:
+        for stale in ("target", "pipelineId", "functionId"):
+            status.pop(stale, None)
+        status.update(where)
     if langfuse is not None:
         status["langfuse"] = langfuse
     if spec is not None and spec.open_webui is None:
@@ -365,6 +378,7 @@ def _finish(
         writes=writes,
         spec=spec,
         status_changed=status != old_status,
+        retry_in=retry_in,
     )
 
 
@@ -379,19 +393,19 @@ async def cleanup(
     ref: ResourceRef,
     raw_spec: Mapping[str, Any],
     *,
+    status: Mapping[str, Any] | None = None,
     reader: ReferenceReader,
     upstreams: Upstreams,
     memory: InstallMemory,
-    pipeline_id_shared: bool,
+    filter_shared: bool,
     connection_shared: bool,
-    connection_added: bool = True,
 ) -> CleanupResult:
     """Remove what this resource added, per ``deletionPolicy``.
 
-    ``*_shared`` say another LangfuseTracing still uses the same pipeline id on the same
-    Pipelines server, or the same Open WebUI connection; those are left in place.
-    ``connection_added`` is False when the connection was there before this resource (a
-    person made it and the operator adopted it): it is left in place too.
+    ``*_shared`` say another LangfuseTracing still uses the same filter (same id in the same
+    place), or the same Open WebUI connection; those are left in place. ``status`` is the
+    resource's last status: what it added there (a connection it adopted instead of adding is
+    left in place, and so are models it did not attach the function to).
     """
     try:
         spec = parse_spec(raw_spec, namespace=ref.namespace, name=ref.name)
@@ -399,13 +413,25 @@ async def cleanup(
         return CleanupResult(True, False, f"nothing removed: the spec is invalid ({exc})")
     if spec.deletion_policy == "Retain":
         return CleanupResult(True, False, "deletionPolicy is Retain: the filter is kept")
+    openwebui_status = (status or {}).get("openWebUI") or {}
+    if spec.target == "function":
+        return await function_target.remove(
+            ref,
+            spec,
+            reader=reader,
+            upstreams=upstreams,
+            memory=memory,
+            attached=function_target.attached_models(openwebui_status),
+            filter_shared=filter_shared,
+        )
     return await pipelines_target.remove(
         ref,
         spec,
         reader=reader,
         upstreams=upstreams,
         memory=memory,
-        pipeline_id_shared=pipeline_id_shared,
+        filter_shared=filter_shared,
         connection_shared=connection_shared,
-        connection_added=connection_added,
+        # No record (never registered, or written by an older operator): the adder, as before.
+        connection_added=openwebui_status.get("connectionAdded") is not False,
     )

@@ -30,7 +30,10 @@ from typing import Any
 import httpx
 
 from openwebui_langfuse import conditions as cond
+from openwebui_langfuse import targets
 from openwebui_langfuse.clients.langfuse import LangfuseClient
+from openwebui_langfuse.clients.openwebui import OpenWebUIError
+from openwebui_langfuse.clients.openwebui_functions import FunctionsError
 from openwebui_langfuse.clients.pipelines import PipelinesClient, PipelinesError
 from openwebui_langfuse.config import Settings
 from openwebui_langfuse.connection import OpenWebUIConnections, normalise_connection_url
@@ -45,12 +48,6 @@ from openwebui_langfuse.passes import (
     Upstreams,
 )
 from openwebui_langfuse.reconcile import ReconcileResult, cleanup, reconcile
-from openwebui_langfuse.targets.pipelines import (
-    install_record,
-    recorded_target,
-    remember_install,
-    retire_previous,
-)
 
 logger = logging.getLogger("openwebui_langfuse")
 
@@ -237,7 +234,7 @@ class Runtime:
         self.workers[key] = worker
         annotations = meta.get("annotations") or {}
         worker.install_record = annotations.get(INSTALL_ANNOTATION)
-        remember_install(worker.install_record, self.memory)
+        targets.remember_install(worker.install_record, self.memory)
         try:
             while not stopped():
                 worker.wake_event.clear()
@@ -378,7 +375,7 @@ class Runtime:
         # operator) also sees what was installed. It moves only once the previous filter is
         # gone, so a failed removal is tried again instead of being forgotten.
         if result.spec is not None:
-            record = install_record(result.spec, self.memory)
+            record = targets.install_record(result.spec, self.memory)
             if (
                 record is not None
                 and record != worker.install_record
@@ -402,26 +399,30 @@ class Runtime:
         False when that failed (it is tried again at the next pass); True when done or when
         there was nothing to delete."""
         spec = result.spec
-        previous = recorded_target(worker.install_record)
-        if spec is None or previous is None or previous == (spec.pipelines.url, spec.pipeline_id):
+        read = targets.read_record(worker.install_record)
+        if spec is None or read is None:
+            return True
+        module, data = read
+        previous = module.recorded_place(data)
+        if previous == targets.place(spec):
             return True
         if spec.deletion_policy != "Delete" or any(
-            owner != worker.key for owner in worker.owners(("pipeline", *previous))
+            owner != worker.key for owner in worker.owners(previous)
         ):
             return True
         namespace, name = worker.key
         try:
-            done = await retire_previous(
+            done = await module.retire(
                 ResourceRef(namespace, name, 0),
                 spec,
-                previous,
+                data,
                 reader=reader,
                 upstreams=self.upstreams,
                 memory=self.memory,
             )
-        except (PipelinesError, MissingReference) as exc:
+        except (PipelinesError, FunctionsError, OpenWebUIError, MissingReference) as exc:
             worker.retire_failures += 1
-            message = f"could not delete the previous filter {previous[1]} at {previous[0]}: {exc}"
+            message = f"could not delete the previous filter {previous[2]} at {previous[1]}: {exc}"
             if worker.retire_failures >= RETIRE_ATTEMPTS:
                 # The old server may be gone for good (a move to a new Pipelines): stop calling
                 # it on every pass, and say what may be left.
@@ -473,7 +474,7 @@ class Runtime:
         body: Mapping[str, Any],
         reader: IndexReader,
         *,
-        pipeline_id_shared: bool,
+        filter_shared: bool,
         connection_shared: bool,
     ) -> CleanupResult:
         meta = body["metadata"]
@@ -488,12 +489,12 @@ class Runtime:
                 result = await cleanup(
                     ResourceRef(key[0], key[1], int(meta.get("generation") or 0)),
                     raw_spec,
+                    status=body.get("status") or {},
                     reader=reader,
                     upstreams=self.upstreams,
                     memory=self.memory,
-                    pipeline_id_shared=pipeline_id_shared,
+                    filter_shared=filter_shared,
                     connection_shared=connection_shared,
-                    connection_added=_connection_added(body),
                 )
             except Exception as exc:  # noqa: BLE001 - a bug must not escape the delete bound
                 # Only the type, as for a pass: an exception's text may quote what it was handed.
@@ -508,6 +509,10 @@ class Runtime:
         return result
 
 
+# The first element of the sharing keys that name a filter (``targets.place``).
+FILTER_KINDS = (targets.pipelines.KIND, targets.function.KIND)
+
+
 def _pipeline_id_holder(
     worker: Worker, namespace: str, name: str, raw_spec: Mapping[str, Any]
 ) -> Key | None:
@@ -518,22 +523,12 @@ def _pipeline_id_holder(
     or for the holder to go (its deletion wakes the other).
     """
     for key in sharing_keys(namespace, name, raw_spec):
-        if key[0] != "pipeline":
+        if key[0] not in FILTER_KINDS:
             continue
         others = sorted(owner for owner in worker.owners(key) if owner != worker.key)
         if others and others[0] < worker.key:
             return others[0]
     return None
-
-
-def _connection_added(body: Mapping[str, Any]) -> bool:
-    """Whether this resource added its Open WebUI connection (recorded in its status).
-
-    A resource whose status has no record (it never registered, or an older operator wrote
-    it) is treated as the adder, as before this record existed.
-    """
-    record = (body.get("status") or {}).get("openWebUI") or {}
-    return record.get("connectionAdded") is not False
 
 
 def _resync_seconds(raw_spec: Mapping[str, Any]) -> float:
@@ -551,8 +546,8 @@ def sharing_keys(namespace: str, name: str, raw_spec: Mapping[str, Any]) -> list
         spec = parse_spec(raw_spec, namespace=namespace, name=name)
     except ValueError:
         return []
-    keys: list[tuple[str, ...]] = [("pipeline", spec.pipelines.url, spec.pipeline_id)]
-    if spec.open_webui is not None:
+    keys: list[tuple[str, ...]] = [targets.place(spec)]
+    if spec.open_webui is not None and spec.open_webui.connection_url is not None:
         # Open WebUI matches connections by their normalised URL (with or without /v1, any
         # letter case), so two resources naming one connection differently still share it.
         keys.append(

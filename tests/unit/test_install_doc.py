@@ -39,23 +39,10 @@ NOT_REASONS = {
 }
 
 
-# A client no target uses yet (issue 12's Function target builds on it): its reasons reach no
-# status until a module of ``targets/`` imports it; from then on they are collected like all.
-STAGED_CLIENTS = {"openwebui_functions"}
-
-
-def _staged(path: Path) -> bool:
-    if path.stem not in STAGED_CLIENTS:
-        return False
-    return not any(path.stem in t.read_text() for t in (PACKAGE / "targets").glob("*.py"))
-
-
 def operator_reasons() -> set[str]:
     found: set[str] = set()
     for path in PACKAGE.rglob("*.py"):
         if "filters" in path.parts:  # the filter runs in Pipelines; it writes no condition
-            continue
-        if _staged(path):
             continue
         tree = ast.parse(path.read_text())
         exported = {

@@ -41,7 +41,7 @@ def test_defaults_apply() -> None:
     assert spec.filter.source == "bundled"
     assert spec.filter.models == ("*",)
     assert spec.filter.priority == 0
-    assert spec.pipeline_id == "lft_team_a_tracing"
+    assert spec.filter_id == "lft_team_a_tracing"
     assert spec.resync_seconds == 300
     assert spec.suspend is False
     assert spec.deletion_policy == "Delete"
@@ -64,13 +64,13 @@ def test_url_source_uses_the_file_stem() -> None:
         namespace="ns",
         name="n",
     )
-    assert spec.pipeline_id == "langfuse_filter_pipeline"
+    assert spec.filter_id == "langfuse_filter_pipeline"
     assert url_file_stem("http://h/a/b.py?x=1") == "b"
 
 
 def test_explicit_pipeline_id_wins() -> None:
     spec = parse_spec(minimal(filter={"pipelineId": "mine"}), namespace="ns", name="n")
-    assert spec.pipeline_id == "mine"
+    assert spec.filter_id == "mine"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from openwebui_langfuse import reconcile as rc
+from openwebui_langfuse import targets
 from openwebui_langfuse.clients.langfuse import LangfuseCheck, LangfuseCheckError, LangfuseProject
 from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesUnreachable
 from openwebui_langfuse.models import parse_spec
@@ -487,14 +488,14 @@ async def test_generation_is_observed(world: World) -> None:
 async def test_cleanup_per_policy_and_sharing(world: World) -> None:
     await world.run(spec())
 
-    async def clean(raw: dict[str, Any], *, pipeline_id_shared: bool = False) -> CleanupResult:
+    async def clean(raw: dict[str, Any], *, filter_shared: bool = False) -> CleanupResult:
         return await cleanup(
             ResourceRef("ns", "tracing", 1),
             raw,
             reader=world.reader,
             upstreams=world.upstreams(),
             memory=world.memory,
-            pipeline_id_shared=pipeline_id_shared,
+            filter_shared=filter_shared,
             connection_shared=False,
         )
 
@@ -503,7 +504,7 @@ async def test_cleanup_per_policy_and_sharing(world: World) -> None:
     result = await clean(kept)
     assert result.done and PID in world.pipelines.loaded
 
-    result = await clean(spec(), pipeline_id_shared=True)
+    result = await clean(spec(), filter_shared=True)
     assert result.done and PID in world.pipelines.loaded
 
     world.pipelines.down = True
@@ -519,12 +520,12 @@ async def test_cleanup_per_policy_and_sharing(world: World) -> None:
 async def test_install_record_spares_an_upload_after_a_restart(world: World) -> None:
     await world.run(spec())
     parsed = parse_spec(spec(), namespace="ns", name="tracing")
-    record = target.install_record(parsed, world.memory)
+    record = targets.install_record(parsed, world.memory)
     assert record is not None and SECRET not in record and "sha256:" in record
 
     restarted = InstallMemory()
-    target.remember_install(record, restarted)
-    target.remember_install("not json", restarted)  # tolerated
+    targets.remember_install(record, restarted)
+    targets.remember_install("not json", restarted)  # tolerated
     world.memory = restarted
     writes = list(world.pipelines.writes)
     await world.run(spec())

@@ -202,11 +202,11 @@ async def test_open_webui_step_and_its_cleanup() -> None:
     assert ready["reason"] == "OpenWebUIUnreachable"
 
     result = await h.runtime.cleanup(
-        body(raw), h.reader, pipeline_id_shared=False, connection_shared=True
+        body(raw), h.reader, filter_shared=False, connection_shared=True
     )
     assert result.done and h.connection.removed == []
     result = await h.runtime.cleanup(
-        body(raw), h.reader, pipeline_id_shared=True, connection_shared=False
+        body(raw), h.reader, filter_shared=True, connection_shared=False
     )
     assert result.done and len(h.connection.removed) == 1
 
@@ -226,7 +226,7 @@ async def test_only_a_connection_this_resource_added_is_removed_on_deletion() ->
     assert adopted.status["openWebUI"]["connectionAdded"] is False
     gone = {**body(raw), "status": adopted.status}
     result = await h.runtime.cleanup(
-        gone, h.reader, pipeline_id_shared=False, connection_shared=False
+        gone, h.reader, filter_shared=False, connection_shared=False
     )
     assert result.done and h.connection.removed == []
     assert "lft_ns_tracing" not in h.pipelines.loaded  # the filter it installed is removed
@@ -241,7 +241,7 @@ async def test_only_a_connection_this_resource_added_is_removed_on_deletion() ->
     assert added.status["openWebUI"]["connectionAdded"] is True
     gone = {**body(raw, 2), "status": added.status}
     result = await h.runtime.cleanup(
-        gone, h.reader, pipeline_id_shared=False, connection_shared=False
+        gone, h.reader, filter_shared=False, connection_shared=False
     )
     assert result.done and len(h.connection.removed) == 1
 
@@ -271,7 +271,7 @@ async def test_a_connection_that_cannot_be_removed_is_not_reported_as_removed() 
         False, "OpenWebUIUnauthorized", "Open WebUI refused the admin credentials", "", False, False
     )
     result = await h.runtime.cleanup(
-        body(raw), h.reader, pipeline_id_shared=False, connection_shared=False
+        body(raw), h.reader, filter_shared=False, connection_shared=False
     )
     assert not result.done and not result.temporary
     assert "refused the admin credentials" in result.message
@@ -356,7 +356,7 @@ async def test_a_deletion_without_the_pipelines_key_warns_what_is_left_behind() 
     h.secrets.pop(("ns", "pl"))  # the Pipelines key Secret is gone before the resource
     h.events.clear()
     result = await h.runtime.cleanup(
-        deleted, h.reader, pipeline_id_shared=False, connection_shared=False
+        deleted, h.reader, filter_shared=False, connection_shared=False
     )
     assert result.done  # waiting would not bring the Secret back
     ((kind, reason, message),) = h.events
@@ -373,7 +373,7 @@ async def test_an_unexpected_error_in_cleanup_stays_within_the_delete_bound() ->
 
     h.pipelines.delete = broken  # type: ignore[method-assign]
     result = await h.runtime.cleanup(
-        body(spec()), h.reader, pipeline_id_shared=False, connection_shared=False
+        body(spec()), h.reader, filter_shared=False, connection_shared=False
     )
     # Temporary: retried by the handler until the delete bound, then released with a Warning.
     assert (result.done, result.temporary) == (False, True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from openwebui_langfuse import conditions as cond
 from openwebui_langfuse.clients.pipelines import PipelinesError
-from openwebui_langfuse.models import LangfuseTracingSpec
+from openwebui_langfuse.models import LangfuseTracingSpec, PipelinesSpec
 from openwebui_langfuse.passes import (
     CleanupResult,
     FailedInstall,
@@ -25,11 +25,29 @@ from openwebui_langfuse.passes import (
     ReferenceReader,
     ResourceRef,
     Upstreams,
+    desired_valves,
 )
 
 # Upstream Pipelines' default PIPELINES_API_KEY, published in its source; the official open-webui
 # chart's pipelines subchart runs with it (docs/upstream/pipelines.md, "Authentication").
 WELL_KNOWN_PIPELINES_KEY = "0p3n-w3bu!"
+KIND = "pipeline"
+
+
+def server(spec: LangfuseTracingSpec) -> PipelinesSpec:
+    """``spec.pipelines``, which the pipelines target requires (parse_spec checks it)."""
+    assert spec.pipelines is not None, "the pipelines target requires spec.pipelines"
+    return spec.pipelines
+
+
+def place(spec: LangfuseTracingSpec) -> tuple[str, str, str]:
+    """Where the filter lives: the sharing key of the pipeline (``runtime.sharing_keys``)."""
+    return (KIND, server(spec).url, spec.filter_id)
+
+
+def connection_url(spec: LangfuseTracingSpec) -> str:
+    assert spec.open_webui is not None and spec.open_webui.connection_url is not None
+    return spec.open_webui.connection_url
 
 
 class PipelinesTarget:
@@ -37,14 +55,33 @@ class PipelinesTarget:
 
     def __init__(self, p: Pass) -> None:
         self.p = p
+        self.server = server(p.spec)
         self.key: str | None = None  # the Pipelines API key, once read
         self.warning: str | None = None  # for Ready's message: working, but not safe
         self.uploaded = False  # this pass put the filter into Pipelines
+        self.adds_by_url = True  # Pipelines can fetch a file by its URL itself
+        # Beyond the common three, Ready needs Open WebUI's side when the resource manages it.
+        self.required: tuple[str, ...] = (
+            (cond.CONNECTION_REGISTERED,) if p.spec.open_webui is not None else ()
+        )
+
+    async def __aenter__(self) -> PipelinesTarget:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        """Nothing to close: the Pipelines clients share the operator's HTTP pool."""
+
+    def conflict(self, holder: str) -> tuple[str, str]:
+        return (
+            "PipelineIdConflict",
+            f"LangfuseTracing {holder} already uses pipeline id {self.p.spec.filter_id} on "
+            f"{self.server.url}: set spec.filter.pipelineId to another id",
+        )
 
     def resolve(self) -> bool:
         """Read the Pipelines key; a missing one blocks the install (and so all that follows)."""
         try:
-            self.key = self.p.secret(self.p.spec.pipelines.api_key)
+            self.key = self.p.secret(self.server.api_key)
         except MissingReference as exc:
             self.p.fail(cond.FILTER_INSTALLED, exc.reason, exc.message, temporary=False)
             return False
@@ -54,18 +91,18 @@ class PipelinesTarget:
 
     def _client(self) -> PipelinesApi:
         assert self.key is not None, "resolve() first"
-        return self.p.upstreams.pipelines(self.p.spec.pipelines.url, self.key)
+        return self.p.upstreams.pipelines(self.server.url, self.key)
 
     async def install(self, content: bytes | None, marker: str) -> bool:
         """Upload the filter (or have Pipelines add it from its URL when ``content`` is None)
         under the resource's pipeline id, and confirm that Pipelines loaded it."""
         p = self.p
         spec = p.spec
-        pid = spec.pipeline_id
-        key = (spec.pipelines.url, pid)
+        pid = spec.filter_id
+        key = (self.server.url, pid)
         client = self._client()
         try:
-            async with p.upstreams.lock_for(spec.pipelines.url):
+            async with p.upstreams.lock_for(self.server.url):
                 remembered = p.memory.installed.get(key) == marker
                 waiting = p.memory.waiting(key, marker)
                 if remembered or waiting is not None:
@@ -108,11 +145,11 @@ class PipelinesTarget:
         """GET, overlay, POST the whole object, only when something differs."""
         p = self.p
         spec = p.spec
-        pid = spec.pipeline_id
+        pid = spec.filter_id
         desired = desired_valves(spec, *keys)
         client = self._client()
         try:
-            async with p.upstreams.lock_for(spec.pipelines.url):
+            async with p.upstreams.lock_for(self.server.url):
                 current = await client.get_valves(pid)
                 unknown = sorted(k for k in desired if k not in current)
                 if unknown:
@@ -156,14 +193,14 @@ class PipelinesTarget:
         except MissingReference as exc:
             p.fail(cond.CONNECTION_REGISTERED, exc.reason, exc.message, temporary=False)
             return
-        seen = (spec.open_webui.url, spec.open_webui.connection_url, spec.pipeline_id)
+        seen = (spec.open_webui.url, connection_url(spec), spec.filter_id)
         outcome = await api.sync(
             openwebui_url=spec.open_webui.url,
             auth=auth,
-            connection_url=spec.open_webui.connection_url,
+            connection_url=connection_url(spec),
             pipelines_key=pipelines_key,
             usage_capability=spec.open_webui.usage_capability,
-            pipeline_id=spec.pipeline_id,
+            pipeline_id=spec.filter_id,
             # An upload reloads Pipelines' modules; until confirmed, Open WebUI's cached model
             # list may lack the filter. Otherwise a refresh would ask every provider for nothing.
             refresh_models=self.uploaded or seen not in p.memory.confirmed,
@@ -201,16 +238,19 @@ class PipelinesTarget:
                 temporary=outcome.temporary,
             )
 
-    def ready_message(self) -> str | None:
-        """Ready's message when the resource does not manage Open WebUI (None: the default)."""
-        return connection_to_add(self.p.spec) if self.p.spec.open_webui is None else None
+    def ready_message(self) -> tuple[str, str] | None:
+        """Ready's reason and message when the resource does not manage Open WebUI (None: the
+        default)."""
+        if self.p.spec.open_webui is not None:
+            return None
+        return ("ConnectionNotManaged", connection_to_add(self.p.spec))
 
 
 def _load_failed(p: Pass, failed: FailedInstall) -> None:
     """Stalled (most often the file is wrong: a person should look), and yet tried again on its
     own with backoff, since the cause may be transient. No retry time in the message: it would
     change the status (a write) on every pass."""
-    pid = p.spec.pipeline_id
+    pid = p.spec.filter_id
     p.fail(
         cond.FILTER_INSTALLED,
         "FilterLoadFailed",
@@ -220,19 +260,6 @@ def _load_failed(p: Pass, failed: FailedInstall) -> None:
         temporary=False,
     )
     p.retry_in = p.memory.seconds_until(failed)
-
-
-def desired_valves(spec: LangfuseTracingSpec, public_key: str, secret_key: str) -> dict[str, Any]:
-    """The valves this resource sets: its filter valves, then the keys it owns."""
-    desired: dict[str, Any] = dict(spec.filter.valves)
-    desired.update(
-        pipelines=list(spec.filter.models),
-        priority=spec.filter.priority,
-        public_key=public_key,
-        secret_key=secret_key,
-        host=spec.langfuse.host,
-    )
-    return desired
 
 
 # Connection reasons that only echo a failed filter step (Open WebUI cannot see a filter that
@@ -251,36 +278,37 @@ async def remove(
     reader: ReferenceReader,
     upstreams: Upstreams,
     memory: InstallMemory,
-    pipeline_id_shared: bool,
+    filter_shared: bool,
     connection_shared: bool,
     connection_added: bool,
 ) -> CleanupResult:
     """Delete the filter and the connection this resource added (``reconcile.cleanup``)."""
     writes: list[str] = []
+    pipelines = server(spec)
     try:
         pipelines_key = reader.secret_value(
-            ref.namespace, spec.pipelines.api_key.name, spec.pipelines.api_key.key
+            ref.namespace, pipelines.api_key.name, pipelines.api_key.key
         )
     except MissingReference as exc:
         # Without the key nothing can be removed; waiting would not bring the Secret back.
-        left = f"filter {spec.pipeline_id} in Pipelines {spec.pipelines.url}"
+        left = f"filter {spec.filter_id} in Pipelines {pipelines.url}"
         if spec.open_webui is not None and connection_added and not connection_shared:
-            left += f" and the connection {spec.open_webui.connection_url} in Open WebUI"
+            left += f" and the connection {connection_url(spec)} in Open WebUI"
         return CleanupResult(
             True,
             False,
             f"nothing removed: {exc.message}",
             left_behind=f"{left} ({exc.message}): remove them by hand",
         )
-    if not pipeline_id_shared:
-        client = upstreams.pipelines(spec.pipelines.url, pipelines_key)
+    if not filter_shared:
+        client = upstreams.pipelines(pipelines.url, pipelines_key)
         try:
-            async with upstreams.lock_for(spec.pipelines.url):
-                if await client.delete(spec.pipeline_id):
-                    writes.append(f"deleted filter {spec.pipeline_id}")
+            async with upstreams.lock_for(pipelines.url):
+                if await client.delete(spec.filter_id):
+                    writes.append(f"deleted filter {spec.filter_id}")
         except PipelinesError as exc:
             return CleanupResult(False, exc.temporary, exc.message, tuple(writes))
-        memory.forget((spec.pipelines.url, spec.pipeline_id))
+        memory.forget((pipelines.url, spec.filter_id))
     if spec.open_webui is not None and not connection_added:
         kept = "removed the filter; the Open WebUI connection was there before: kept"
         return CleanupResult(True, False, kept, tuple(writes))
@@ -294,13 +322,13 @@ async def remove(
                 False,
                 f"connection kept: {exc.message}",
                 tuple(writes),
-                left_behind=f"the connection {spec.open_webui.connection_url} in Open WebUI "
+                left_behind=f"the connection {connection_url(spec)} in Open WebUI "
                 f"({exc.message}): remove it by hand",
             )
         outcome = await upstreams.connection.remove(
             openwebui_url=spec.open_webui.url,
             auth=auth,
-            connection_url=spec.open_webui.connection_url,
+            connection_url=connection_url(spec),
         )
         if outcome.wrote:
             writes.append("removed the Open WebUI connection")
@@ -321,65 +349,68 @@ def install_record(spec: LangfuseTracingSpec, memory: InstallMemory) -> str | No
 
     Kept in an annotation of the resource by the runtime, so that a restarted operator does not
     upload every filter again: each upload makes Pipelines reload *every* module, which stalls
-    the single-process server for a moment per module. It names a public file digest or URL,
+    the single-process server for a moment per module. It names a public file digest or URL
+    and where the Pipelines key is kept (to remove the filter after a move to another target),
     never a secret.
     """
-    marker = memory.installed.get((spec.pipelines.url, spec.pipeline_id))
+    pipelines = server(spec)
+    marker = memory.installed.get((pipelines.url, spec.filter_id))
     if marker is None:
         return None
+    key = pipelines.api_key
     return json.dumps(
-        {"pipelines": spec.pipelines.url, "pipelineId": spec.pipeline_id, "file": marker},
+        {
+            "pipelines": pipelines.url,
+            "pipelineId": spec.filter_id,
+            "file": marker,
+            "apiKey": {"name": key.name, "key": key.key},
+        },
         sort_keys=True,
         separators=(",", ":"),
     )
 
 
-def remember_install(record: str | None, memory: InstallMemory) -> None:
+def recorded_place(data: dict[str, Any]) -> tuple[str, str, str]:
+    return (KIND, str(data["pipelines"]), str(data["pipelineId"]))
+
+
+def remember_install(data: dict[str, Any], memory: InstallMemory) -> None:
     """Seed the memory from a record written by an earlier operator process."""
-    if not record:
-        return
-    try:
-        data = json.loads(record)
-        key = (str(data["pipelines"]), str(data["pipelineId"]))
-        marker = str(data["file"])
-    except (ValueError, KeyError, TypeError):
-        return  # hand-edited or from another version: the next pass simply uploads again
-    memory.installed.setdefault(key, marker)
+    _, url, pipeline_id = recorded_place(data)
+    memory.installed.setdefault((url, pipeline_id), str(data["file"]))
 
 
-def recorded_target(record: str | None) -> tuple[str, str] | None:
-    """(Pipelines URL, pipeline id) an install record names, if it is readable."""
-    if not record:
-        return None
-    try:
-        data = json.loads(record)
-        return str(data["pipelines"]), str(data["pipelineId"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-async def retire_previous(
+async def retire(
     ref: ResourceRef,
     spec: LangfuseTracingSpec,
-    previous: tuple[str, str],
+    data: dict[str, Any],
     *,
     reader: ReferenceReader,
     upstreams: Upstreams,
     memory: InstallMemory,
 ) -> str | None:
-    """Delete the filter this resource installed before its pipeline id or server changed.
+    """Delete the filter this resource installed before its pipeline id, server or target
+    changed.
 
     Left in place it would go on tracing the same chats with the old settings (duplicate
-    traces). Uses the resource's current Pipelines key. Returns what was done, or None.
+    traces). Uses the Pipelines key the record names (a record of an older operator names
+    none: then the resource's current one). Returns what was done, or None.
     """
-    url, pipeline_id = previous
-    pipelines_key = reader.secret_value(
-        ref.namespace, spec.pipelines.api_key.name, spec.pipelines.api_key.key
-    )
+    _, url, pipeline_id = recorded_place(data)
+    ref_data = data.get("apiKey")
+    if isinstance(ref_data, dict):
+        key_ref = (str(ref_data.get("name")), str(ref_data.get("key")))
+    elif spec.pipelines is not None:
+        key_ref = (spec.pipelines.api_key.name, spec.pipelines.api_key.key)
+    else:
+        raise MissingReference(
+            "PipelinesKeyUnknown", "the install record names no Secret with the Pipelines key"
+        )
+    pipelines_key = reader.secret_value(ref.namespace, *key_ref)
     client = upstreams.pipelines(url, pipelines_key)
     async with upstreams.lock_for(url):
         deleted = await client.delete(pipeline_id)
-    memory.forget(previous)
+    memory.forget((url, pipeline_id))
     return f"deleted the previous filter {pipeline_id}" if deleted else None
 
 
@@ -389,7 +420,7 @@ async def retire_previous(
 def well_known_key_warning(spec: LangfuseTracingSpec) -> str:
     """The status warning for a Pipelines that anyone may call: it names where the key is kept,
     never the key."""
-    key = spec.pipelines.api_key
+    key = server(spec).api_key
     return (
         f"warning: the Pipelines key in Secret {key.name} (key {key.key}) is upstream's "
         "well-known default, so any pod that reaches Pipelines may install code there: give "
@@ -403,10 +434,11 @@ def well_known_key_warning(spec: LangfuseTracingSpec) -> str:
 def connection_to_add(spec: LangfuseTracingSpec) -> str:
     """What Open WebUI still needs when this resource does not manage it: without the
     connection, the filter is installed and verified and yet no chat is ever traced."""
-    key = spec.pipelines.api_key
+    pipelines = server(spec)
+    key = pipelines.api_key
     return (
         "the filter is installed in Pipelines, but this resource has no spec.openWebUI, so "
         "nothing points Open WebUI at Pipelines: add an OpenAI API connection in Open WebUI "
-        f"(Admin Settings > Connections) with URL {spec.pipelines.url} and the key in Secret "
+        f"(Admin Settings > Connections) with URL {pipelines.url} and the key in Secret "
         f"{key.name} (key {key.key}), no model IDs and no prefix, or set spec.openWebUI"
     )
