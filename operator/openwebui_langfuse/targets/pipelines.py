@@ -411,6 +411,14 @@ async def retire(
     async with upstreams.lock_for(url):
         deleted = await client.delete(pipeline_id)
     memory.forget((url, pipeline_id))
+    if spec.open_webui is not None and upstreams.connection is not None:
+        # Open WebUI's cached model list still names the deleted filter, and a chat through a
+        # filter that Pipelines no longer has fails (Pipelines answers 404): refresh it now
+        # (also when this is a retry and the filter was deleted by the failed attempt).
+        p = Pass(ref=ref, spec=spec, reader=reader, upstreams=upstreams, memory=memory)
+        auth = p.openwebui_auth(upstreams.connection)
+        async with upstreams.connection.client(spec.open_webui.url, auth) as openwebui:
+            await openwebui.refresh_models()
     return f"deleted the previous filter {pipeline_id}" if deleted else None
 
 
