@@ -47,6 +47,7 @@ from openwebui_langfuse.passes import (
     ResourceRef,
     Upstreams,
 )
+from openwebui_langfuse.probes import UpstreamProbes
 from openwebui_langfuse.reconcile import ReconcileResult, cleanup, reconcile
 
 logger = logging.getLogger("openwebui_langfuse")
@@ -159,6 +160,8 @@ class Runtime:
         self.memory = InstallMemory()
         self.workers: dict[Key, Worker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # A restarted Pipelines or Open WebUI wakes its resources at once (probes.py).
+        self.probes = UpstreamProbes(self.http, lambda key: self.wake(*key))
         self.upstreams = Upstreams(
             pipelines=lambda url, key: PipelinesClient(
                 url, key, http=self.http, timeout=settings.http_timeout
@@ -194,6 +197,7 @@ class Runtime:
         return response.content
 
     async def aclose(self) -> None:
+        await self.probes.aclose()
         await self.http.aclose()
         if self.kube is not None:
             await self.kube.aclose()
@@ -252,6 +256,7 @@ class Runtime:
         finally:
             if self.workers.get(key) is worker:
                 del self.workers[key]
+                self.probes.forget(key)
 
     @staticmethod
     async def _sleep(
@@ -295,6 +300,7 @@ class Runtime:
                 pipeline_id_holder=_pipeline_id_holder(worker, namespace, name, raw_spec),
             )
             status_written = await self._publish(worker, body, result, reader)
+            self._probe(worker.key, result, reader)
         if not status_written:
             # Backs off like any temporary error: a status write that keeps failing (RBAC,
             # a webhook) must not re-run every upstream call every 2 s.
@@ -309,6 +315,30 @@ class Runtime:
         resync = result.spec.resync_seconds if result.spec else _resync_seconds(raw_spec)
         # A step that retries on its own schedule (a filter that did not load) wakes it sooner.
         return min(resync, result.retry_in) if result.retry_in is not None else resync
+
+    def _probe(self, key: Key, result: ReconcileResult, reader: IndexReader) -> None:
+        """Probe the upstreams this resource's filter now works through (``probes``)."""
+        spec = result.spec
+        kept: set[tuple[str, str]] = set()
+        installed = any(
+            c.get("type") == cond.FILTER_INSTALLED and c.get("status") == "True"
+            for c in result.status.get("conditions") or []
+        )
+        if spec is not None and installed:
+            if spec.pipelines is not None:
+                try:
+                    api_key = reader.secret_value(
+                        key[0], spec.pipelines.api_key.name, spec.pipelines.api_key.key
+                    )
+                except MissingReference:
+                    pass
+                else:
+                    self.probes.track_pipelines(key, spec.pipelines.url, api_key, spec.filter_id)
+                    kept.add(("pipelines", spec.pipelines.url))
+            if spec.open_webui is not None:
+                self.probes.track_open_webui(key, spec.open_webui.url)
+                kept.add(("open-webui", spec.open_webui.url))
+        self.probes.forget(key, keep=frozenset(kept))
 
     async def _mark_suspended(
         self, worker: Worker, ref: ResourceRef, body: Mapping[str, Any]
