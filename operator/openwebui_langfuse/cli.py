@@ -10,12 +10,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from openwebui_langfuse.config import ConfigError, Settings, settings_from_env
 from openwebui_langfuse.kube import KubeClient, KubeError, resource_path
+
+if TYPE_CHECKING:
+    from openwebui_langfuse.leader import LeaseLock
 
 _QUIET_LOGGERS = ("kopf", "httpx", "httpcore", "aiohttp")
 
@@ -68,14 +73,44 @@ def _run(args: argparse.Namespace) -> int:
         "starting: watching %s",
         "all namespaces" if settings.all_namespaces else ", ".join(settings.namespaces),
     )
-    kopf.run(
-        standalone=True,
-        clusterwide=settings.all_namespaces,
-        namespaces=list(settings.namespaces),
-        liveness_endpoint=settings.liveness,
-        memo=kopf.Memo(settings=settings),
-    )
+    lease = _lead(settings)
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=settings.all_namespaces,
+            namespaces=list(settings.namespaces),
+            liveness_endpoint=settings.liveness,
+            memo=kopf.Memo(settings=settings),
+        )
+    finally:
+        if lease is not None:
+            lease.release()  # a standby takes over at once
     return 0
+
+
+def _lead(settings: Settings) -> LeaseLock | None:
+    """With a leader Lease: wait as a standby until this replica holds it, then keep it (the
+    process ends at once if it is lost: leader.py says why)."""
+    if settings.leader_lease is None:
+        return None
+    from openwebui_langfuse.kube import login
+    from openwebui_langfuse.leader import LeaseLock, standby_probes
+
+    namespace, _, name = settings.leader_lease.partition("/")
+    lease = LeaseLock(login(), namespace, name)
+    with standby_probes(settings.liveness, settings.readiness):
+        lease.acquire()
+
+    def lost() -> None:
+        logging.getLogger("openwebui_langfuse").critical(
+            "lost the leader lease %s: stopping at once so that only one replica reconciles",
+            settings.leader_lease,
+        )
+        logging.shutdown()
+        os._exit(3)
+
+    lease.keep(on_lost=lost)
+    return lease
 
 
 def _names(kube: KubeClient, args: argparse.Namespace) -> list[str]:

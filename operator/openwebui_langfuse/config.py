@@ -47,6 +47,9 @@ class Settings:
     pipelines_key_secret: str | None = None
     # The key inside that Secret.
     pipelines_key_secret_key: str = "api-key"
+    # ``namespace/name`` of the Lease that elects the one replica that reconciles (leader.py);
+    # None: no election (one replica, or a process run by hand).
+    leader_lease: str | None = None
 
     def validate(self) -> Settings:
         if self.all_namespaces and self.namespaces:
@@ -69,6 +72,10 @@ class Settings:
             namespace, _, name = self.pipelines_key_secret.partition("/")
             if not namespace or not name or "/" in name:
                 raise ConfigError(f"{ENV_PREFIX}PIPELINES_KEY_SECRET must be namespace/name")
+        if self.leader_lease is not None:
+            namespace, _, name = self.leader_lease.partition("/")
+            if not namespace or not name or "/" in name:
+                raise ConfigError(f"{ENV_PREFIX}LEADER_LEASE must be namespace/name")
         if not self.pipelines_key_secret_key:
             raise ConfigError(f"{ENV_PREFIX}PIPELINES_KEY_SECRET_KEY must not be empty")
         for name in ("delete_timeout", "http_timeout", "max_backoff"):
@@ -122,4 +129,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         pipelines_key_secret_key=env.get(
             ENV_PREFIX + "PIPELINES_KEY_SECRET_KEY", "api-key"
         ).strip(),
+        leader_lease=env.get(ENV_PREFIX + "LEADER_LEASE", "").strip() or None,
     )
