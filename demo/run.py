@@ -8,6 +8,9 @@ through Open WebUI, the trace as Langfuse shows it, the chart's ``helm test`` co
 rotation, and the cleanup after deleting the resource. Everything it starts is stopped at the
 end, also on failure and on Ctrl-C.
 
+``--target function`` runs the same flow with the filter as an Open WebUI Filter Function: no
+Pipelines server, the echo model served by Open WebUI itself (what differs: demo/targets.py).
+
 The pieces are the test world's launchers and the end-to-end tests' stack
 (``tests/world/``, ``tests/e2e/stack.py``): the demo shows exactly what the tests prove.
 
@@ -35,6 +38,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
+from demo.targets import TARGETS, DemoTarget
 from tests.e2e.stack import ECHO_MODEL, TRACING, Stack, StackError
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.cluster import Cluster
@@ -204,7 +208,7 @@ def _world(p: Printer, world: World) -> Iterator[tuple[Cluster, OpenWebUI, Langf
         p.line("stopping Langfuse, Open WebUI and the cluster")
 
 
-def run_demo(p: Printer) -> None:
+def run_demo(p: Printer, target: DemoTarget) -> None:
     world = World.load()
     p.step("Start the local world: a Kubernetes cluster, Open WebUI and Langfuse")
     with _world(p, world) as (cluster, open_webui, langfuse):
@@ -213,16 +217,16 @@ def run_demo(p: Printer) -> None:
             raise StackError(created.stderr)
         with Stack(world, cluster, open_webui, langfuse, NAMESPACE) as stack:
             with INTERRUPTS.cleanup_phase():
-                run_steps(p, stack)
+                run_steps(p, stack, target)
             p.step("Clean up")
-            p.line("stopping the operator and Pipelines, uninstalling the chart")
+            p.line(f"stopping {target.runs}, uninstalling the chart")
 
 
-def run_steps(p: Printer, stack: Stack) -> None:
+def run_steps(p: Printer, stack: Stack, target: DemoTarget) -> None:
     langfuse = stack.langfuse
-    p.step("helm install openwebui-langfuse (the chart: CRD, Pipelines, operator, RBAC)")
-    p.line(f"$ helm install owl charts/openwebui-langfuse -n {NAMESPACE} --wait")
-    out = stack.install_chart()
+    p.step(f"helm install openwebui-langfuse (the chart: {target.chart})")
+    p.line(f"$ helm install owl charts/openwebui-langfuse -n {NAMESPACE}{target.helm_flags} --wait")
+    out = stack.install_chart(target.chart_values())
     p.block(
         "\n".join(
             line
@@ -232,15 +236,11 @@ def run_steps(p: Printer, stack: Stack) -> None:
     )
     p.line(f"$ kubectl -n {NAMESPACE} get deploy,svc,sa")
     p.block(stack.kubectl("get", "deploy,svc,sa", "-l", "app.kubernetes.io/instance=owl").stdout)
-    p.line("(kwok runs no containers: Pipelines and the operator run next to the cluster as")
+    p.line("(kwok runs no containers: what the chart deploys runs next to the cluster as")
     p.line(" processes; the operator uses a token of the chart's own ServiceAccount)")
     operator = stack.start_operator()
     p.line(f"operator: openwebui-langfuse run --namespace {NAMESPACE}  (log {operator.log_path})")
-    key_secret, _key = stack.pipelines_key_ref()
-    p.line(f"  it made the Pipelines key Secret {key_secret} (once; renders hold no key)")
-    pipelines = stack.start_pipelines()
-    p.line(f"Pipelines (real server) {pipelines.url}  with the key from that Secret,")
-    p.line(f"  and a model to chat with: {ECHO_MODEL} (echoes, reports token usage)")
+    target.start_model(p, stack)
 
     p.step("Create the Secrets and apply a LangfuseTracing")
     stack.create_secrets()
@@ -252,7 +252,8 @@ def run_steps(p: Printer, stack: Stack) -> None:
         f"$ kubectl -n {NAMESPACE} create secret generic open-webui-admin "
         "--from-literal=email=… --from-literal=password=…"
     )
-    manifest = stack.apply_tracing()
+    manifest = target.manifest(stack)
+    stack.apply(manifest)
     p.line(f"$ kubectl -n {NAMESPACE} apply -f tracing.yaml")
     p.block(yaml.safe_dump(manifest, sort_keys=False))
 
@@ -276,10 +277,10 @@ def run_steps(p: Printer, stack: Stack) -> None:
         ).stdout
     )
     status = obj["status"]
+    p.line(f"status.target: {status.get('target')}")
     p.line(f"status.langfuse: {json.dumps(status.get('langfuse'))}")
     p.line(f"status.openWebUI: {json.dumps(status.get('openWebUI'))}")
-    config = stack.openai_config()
-    p.line(f"Open WebUI connections now: {config['OPENAI_API_BASE_URLS']}")
+    target.show_installed(p, stack, status)
 
     p.step("Chat through Open WebUI's API")
     turn = stack.chat("Hello! Is this conversation traced?")
@@ -344,16 +345,19 @@ def run_steps(p: Printer, stack: Stack) -> None:
     p.step("Delete the LangfuseTracing: the operator removes what it added")
     p.line(f"$ kubectl -n {NAMESPACE} delete lft {TRACING}")
     stack.delete_tracing()
-    assert stack.pipelines is not None
-    with stack.pipelines.client() as http:
-        left = [f"{x['id']} ({x['type']})" for x in http.get("/pipelines").json()["data"]]
-    p.line(f"Pipelines now holds: {', '.join(left) or 'nothing'}")
-    p.line(f"Open WebUI connections now: {stack.openai_config()['OPENAI_API_BASE_URLS']}")
+    target.show_removed(p, stack)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ci/demo", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--target",
+        choices=sorted(TARGETS),
+        default="pipelines",
+        help="where the filter runs (spec.target): in a Pipelines server (the default), or "
+        "inside Open WebUI as a Filter Function, with no Pipelines server",
+    )
+    args = parser.parse_args(argv)
     # Every process the demo starts carries this tag (its own, also under a test run that has
     # one), and the end proves none is left.
     run_id = os.environ[RUN_VAR] = uuid.uuid4().hex
@@ -362,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     p = Printer(steps=10)
     code = 0
     try:
-        run_demo(p)
+        print(f"openwebui-langfuse demo, spec.target: {args.target}", flush=True)
+        run_demo(p, TARGETS[args.target])
     except KeyboardInterrupt:
         print("\ninterrupted: everything started was stopped", file=sys.stderr, flush=True)
         code = 130
