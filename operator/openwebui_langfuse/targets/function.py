@@ -197,6 +197,9 @@ class FunctionTarget:
         replaces every field, so the set sent holds what a person set too."""
         p = self.p
         desired = desired_valves(p.spec, *keys)
+        # Which models it runs for is Open WebUI's (global, or the models' filterIds), not the
+        # Pipelines-only `pipelines` valve's: left at its default rather than shown as synced.
+        desired.pop("pipelines", None)
         unknown = sorted(k for k in desired if k not in self._valve_names)
         if unknown:
             p.fail(
