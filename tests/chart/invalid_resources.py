@@ -43,6 +43,15 @@ OPEN_WEBUI = {
 FILTER_URL = "https://example.com/filters/langfuse_filter_pipeline.py"
 
 
+def valid_function_resource(name: str = "valid-function") -> Resource:
+    """A minimal valid LangfuseTracing with target function: Open WebUI, no Pipelines."""
+    body = valid_resource(name)
+    del body["spec"]["pipelines"]
+    body["spec"]["target"] = "function"
+    body["spec"]["openWebUI"] = copy.deepcopy(OPEN_WEBUI)
+    return body
+
+
 @dataclass(frozen=True)
 class Invalid:
     """One invalid resource: how to break the valid one, and what the rejection must say."""
@@ -83,6 +92,17 @@ def _drop(path: str) -> Callable[[Resource], None]:
 
 def _all(*steps: Callable[[Resource], None]) -> Callable[[Resource], None]:
     def apply(body: Resource) -> None:
+        for step in steps:
+            step(body)
+
+    return apply
+
+
+def _as_function(*steps: Callable[[Resource], None]) -> Callable[[Resource], None]:
+    """Turn the valid resource into valid_function_resource, then apply steps."""
+
+    def apply(body: Resource) -> None:
+        body["spec"] = valid_function_resource()["spec"]
         for step in steps:
             step(body)
 
@@ -144,7 +164,11 @@ INVALID: list[Invalid] = [
         _set("langfuse.hostname", "x"),
         'unknown field "spec.langfuse.hostname"',
     ),
-    Invalid("no pipelines", _drop("spec.pipelines"), "spec.pipelines: Required value"),
+    Invalid(
+        "no pipelines",
+        _drop("spec.pipelines"),
+        "spec.pipelines: Required value: spec.pipelines is required when spec.target is pipelines",
+    ),
     Invalid(
         "pipelines url trailing slash",
         _set("pipelines.url", "http://pipelines:9099/"),
@@ -298,4 +322,61 @@ INVALID: list[Invalid] = [
         'spec.deletionPolicy: Unsupported value: "Orphan"',
     ),
     Invalid("suspend not a boolean", _set("suspend", "true"), "spec.suspend"),
+    Invalid(
+        "unknown target", _set("target", "openwebui"), 'spec.target: Unsupported value: "openwebui"'
+    ),
+    Invalid(
+        "target pipelines without pipelines",
+        _all(_set("target", "pipelines"), _drop("spec.pipelines")),
+        "spec.pipelines: Required value: spec.pipelines is required when spec.target is pipelines",
+    ),
+    Invalid(
+        "pipelines with target function",
+        _as_function(_set("pipelines", valid_resource()["spec"]["pipelines"])),
+        "spec.pipelines: Forbidden: spec.pipelines is not allowed when spec.target is function: "
+        "the filter runs inside Open WebUI",
+    ),
+    Invalid(
+        "target function without openWebUI",
+        _as_function(_drop("spec.openWebUI")),
+        "spec.openWebUI: Required value: spec.openWebUI is required when spec.target is function",
+    ),
+    Invalid(
+        "connectionUrl with target function",
+        _as_function(_set("openWebUI.connectionUrl", "http://pipelines:9099")),
+        "spec.openWebUI.connectionUrl: Forbidden: spec.openWebUI.connectionUrl is not allowed "
+        "when spec.target is function: there is no connection",
+    ),
+    Invalid(
+        "pipelineId with target function",
+        _as_function(_set("filter.pipelineId", "lft_ns_name")),
+        "spec.filter.pipelineId: Forbidden: spec.filter.pipelineId is not allowed when "
+        "spec.target is function: use spec.filter.functionId",
+    ),
+    Invalid(
+        "functionId with target pipelines",
+        _set("filter.functionId", "lft_ns_name"),
+        "spec.filter.functionId: Forbidden: spec.filter.functionId is only allowed when "
+        "spec.target is function (it is pipelines)",
+    ),
+    Invalid(
+        "functionId upper case",
+        _as_function(_set("filter.functionId", "Langfuse")),
+        'spec.filter.functionId: Invalid value: "Langfuse"',
+    ),
+    Invalid(
+        "functionId starts with a digit",
+        _as_function(_set("filter.functionId", "1filter")),
+        'spec.filter.functionId: Invalid value: "1filter"',
+    ),
+    Invalid(
+        "functionId with a dash",
+        _as_function(_set("filter.functionId", "my-filter")),
+        'spec.filter.functionId: Invalid value: "my-filter"',
+    ),
+    Invalid(
+        "functionId too long",
+        _as_function(_set("filter.functionId", "f" * 64)),
+        "spec.filter.functionId: Invalid value",
+    ),
 ]

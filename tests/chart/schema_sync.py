@@ -78,7 +78,8 @@ def spec_schema() -> dict[str, Any]:
     """The JSON schema of `tracing.spec`, translated from the CRD's spec.
 
     Nothing is required at the top: the chart's default is an empty spec (tracing disabled),
-    `_tracing.tpl` demands `langfuse` when tracing is enabled and fills in `pipelines`.
+    `_tracing.tpl` demands `langfuse` when tracing is enabled and, with target pipelines, fills
+    in `pipelines`.
     """
     crd = yaml.safe_load(CRD_FILE.read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]

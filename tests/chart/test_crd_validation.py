@@ -13,7 +13,12 @@ import pytest
 import yaml
 
 from tests.chart.helm import EXAMPLES, GROUP, PLURAL, VERSION
-from tests.chart.invalid_resources import INVALID, Invalid, valid_resource
+from tests.chart.invalid_resources import (
+    INVALID,
+    Invalid,
+    valid_function_resource,
+    valid_resource,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, CustomObjectsApi
@@ -65,11 +70,42 @@ def test_the_base_resource_is_valid(objects: CustomObjectsApi, crd_namespace: st
     created = _create(objects, crd_namespace, valid_resource("base"))
     # Defaults the operator relies on are filled in by the API server.
     spec = created["spec"]
+    # Without a target it is today's resource: the filter goes into Pipelines.
+    assert spec["target"] == "pipelines"
     assert spec["filter"] == {"source": "bundled", "models": ["*"], "priority": 0}
     assert spec["resyncInterval"] == "5m"
     assert spec["suspend"] is False
     assert spec["deletionPolicy"] == "Delete"
     assert spec["langfuse"]["verify"] is True
+
+
+def test_the_function_target_needs_no_pipelines(
+    objects: CustomObjectsApi, crd_namespace: str
+) -> None:
+    created = _create(objects, crd_namespace, valid_function_resource("function"))
+    spec = created["spec"]
+    assert spec["target"] == "function"
+    assert "pipelines" not in spec
+    assert spec["filter"] == {"source": "bundled", "models": ["*"], "priority": 0}
+    assert spec["openWebUI"]["usageCapability"] is True
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [
+        {"source": "bundled", "functionId": "lft_tracing_langfuse"},
+        # The operator downloads the file itself: its name need not be a module name.
+        {"source": "url", "url": "https://example.com/langfuse-filter.py"},
+        {"source": "configMap", "configMap": {"name": "f", "key": "filter.py"}, "functionId": "_f"},
+    ],
+    ids=["function-id", "url-any-file-name", "configmap"],
+)
+def test_function_target_filters_are_accepted(
+    objects: CustomObjectsApi, crd_namespace: str, filter_: dict[str, Any]
+) -> None:
+    body = valid_function_resource(f"function-{uuid.uuid4().hex[:6]}")
+    body["spec"]["filter"] = filter_
+    assert _create(objects, crd_namespace, body)["spec"]["filter"]["source"] == filter_["source"]
 
 
 @pytest.mark.parametrize("invalid", INVALID, ids=[case.case for case in INVALID])
@@ -115,6 +151,7 @@ def test_status_subresource_and_printer_columns(
     status = {
         "status": {
             "observedGeneration": 1,
+            "target": "pipelines",
             "pipelineId": "lft_ns_printed",
             "conditions": [
                 {
@@ -147,16 +184,33 @@ def test_status_subresource_and_printer_columns(
     result = cluster.kubectl("get", "lft", "printed", "-n", crd_namespace, "-o", "wide")
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()
-    assert header.split() == ["NAME", "READY", "REASON", "FILTER", "LANGFUSE", "AGE"]
-    assert row.split()[:5] == [
+    assert header.split() == ["NAME", "READY", "REASON", "TARGET", "FILTER", "LANGFUSE", "AGE"]
+    assert row.split()[:6] == [
         "printed",
         "False",
         "CredentialsInvalid",
+        "pipelines",
         "lft_ns_printed",
         "https://cloud.langfuse.com",
     ]
     listed = cluster.kubectl("get", "openwebui-langfuse", "-n", crd_namespace, "-o", "name")
     assert "langfusetracing.openwebui-langfuse.io/printed" in listed.stdout.split()
+
+
+def test_function_target_status_is_kept(objects: CustomObjectsApi, crd_namespace: str) -> None:
+    _create(objects, crd_namespace, valid_function_resource("function-status"), dry_run=False)
+    status = {
+        "status": {
+            "observedGeneration": 1,
+            "target": "function",
+            "functionId": "lft_ns_function_status",
+            "openWebUI": {"attachedModels": ["gpt-4o", "llama3:8b"]},
+        }
+    }
+    patched = objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, crd_namespace, PLURAL, "function-status", status
+    )
+    assert patched["status"] == status["status"]  # nothing pruned
 
 
 def test_kubectl_explain_reads_like_documentation(cluster: Cluster, crd: str) -> None:
@@ -166,3 +220,7 @@ def test_kubectl_explain_reads_like_documentation(cluster: Cluster, crd: str) ->
     assert "Langfuse base URL, http or https" in result.stdout
     result = cluster.kubectl("explain", "lft.spec.filter.source")
     assert "bundled (this project's own OTLP filter" in " ".join(result.stdout.split())
+    result = cluster.kubectl("explain", "lft.spec.target")
+    assert "installed into Open WebUI itself as a Filter Function" in " ".join(
+        result.stdout.split()
+    )

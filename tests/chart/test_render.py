@@ -223,6 +223,95 @@ def test_tracing_defaults_to_the_charts_pipelines(helm: Helm) -> None:
     }
 
 
+FUNCTION_TARGET = CHART / "ci" / "function-target-values.yaml"
+
+
+def _pipelines_objects(docs: list[dict[str, Any]]) -> list[str]:
+    """kind/name of every object that is part of a Pipelines server (or reaches one)."""
+    found = []
+    for doc in docs:
+        labels = doc["metadata"].get("labels") or {}
+        if (
+            labels.get("app.kubernetes.io/component") == "pipelines"
+            or "pipelines" in (doc["metadata"]["name"])
+        ):
+            found.append(f"{doc['kind']}/{doc['metadata']['name']}")
+        for rule in doc.get("spec", {}).get("egress", []) if doc["kind"] == "NetworkPolicy" else []:
+            for peer in rule.get("to") or []:
+                selector = (peer.get("podSelector") or {}).get("matchLabels") or {}
+                if selector.get("app.kubernetes.io/component") == "pipelines":
+                    found.append(f"{doc['kind']}/{doc['metadata']['name']} egress to Pipelines")
+    return found
+
+
+def test_function_target_renders_no_pipelines(helm: Helm) -> None:
+    docs = documents(helm.template("-f", FUNCTION_TARGET))
+    (tracing,) = by_kind(docs, "LangfuseTracing")
+    spec = tracing["spec"]
+    assert spec["target"] == "function"
+    assert "pipelines" not in spec
+    assert spec["openWebUI"]["auth"] == {
+        "apiKey": {"secretKeyRef": {"name": "open-webui-admin", "key": "api-key"}}
+    }
+    assert "connectionUrl" not in spec["openWebUI"]
+    # No Pipelines Deployment, Service, Secret, claim or NetworkPolicy, and nothing reaches one.
+    assert _pipelines_objects(docs) == []
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == [
+        "owl-openwebui-langfuse-operator"
+    ]
+    operator = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert not any(e["name"].startswith("OPENWEBUI_LANGFUSE_PIPELINES") for e in operator["env"])
+    # The hook Jobs still run: they talk to the Kubernetes API, Open WebUI and Langfuse only.
+    jobs = {d["metadata"]["annotations"]["helm.sh/hook"] for d in by_kind(docs, "Job")}
+    assert jobs == {"pre-delete", "test"}
+
+
+def test_without_pipelines_nothing_of_pipelines_renders(helm: Helm) -> None:
+    """pipelines.enabled=false wins over every other Pipelines value."""
+    docs = documents(
+        helm.template(
+            "-f",
+            FUNCTION_TARGET,
+            "--set",
+            "pipelines.persistence.enabled=true",
+            "--set",
+            "pipelines.apiKey.value=ignored-key",
+            "--set",
+            "pipelines.networkPolicy.enabled=true",
+        )
+    )
+    assert _pipelines_objects(docs) == []
+    assert by_kind(docs, "PersistentVolumeClaim") == []
+    assert by_kind(docs, "Secret") == []
+
+
+def test_function_target_with_the_charts_pipelines_keeps_them_apart(helm: Helm) -> None:
+    # Pipelines may still serve other resources: the function-target resource never points at it.
+    docs = documents(helm.template("-f", FUNCTION_TARGET, "--set", "pipelines.enabled=true"))
+    assert "pipelines" not in by_kind(docs, "LangfuseTracing")[0]["spec"]
+    assert by_kind(docs, "Service")
+
+
+def test_function_target_takes_a_url_file_of_any_name(helm: Helm) -> None:
+    # Only Pipelines takes the file name as the id; for a function the operator downloads it.
+    url = "https://example.com/langfuse-filter.py"
+    docs = documents(
+        helm.template(
+            "-f",
+            FUNCTION_TARGET,
+            "--set",
+            "tracing.spec.filter.source=url",
+            "--set",
+            f"tracing.spec.filter.url={url}",
+            "--set",
+            "tracing.spec.filter.functionId=langfuse",
+        )
+    )
+    spec = by_kind(docs, "LangfuseTracing")[0]["spec"]
+    assert spec["filter"]["url"] == url
+    assert spec["filter"]["functionId"] == "langfuse"
+
+
 def test_hooks_run_the_contract_commands(helm: Helm) -> None:
     docs = documents(helm.template("-f", CHART / "ci" / "tracing-open-webui-values.yaml"))
     jobs = {d["metadata"]["annotations"]["helm.sh/hook"]: d for d in by_kind(docs, "Job")}
@@ -415,6 +504,27 @@ BAD_VALUES: list[tuple[str, list[str], str]] = [
         "tracing.spec.pipelines: required when pipelines.enabled is false",
     ),
     (
+        "tracing function without openWebUI",
+        [
+            "--set",
+            "pipelines.enabled=false",
+            "--set",
+            "tracing.enabled=true",
+            "--set",
+            "tracing.spec.target=function",
+            "--set",
+            "tracing.spec.langfuse.host=https://cloud.langfuse.com",
+            "--set",
+            "tracing.spec.langfuse.publicKey.value=pk",
+            "--set",
+            "tracing.spec.langfuse.secretKey.secretKeyRef.name=s",
+            "--set",
+            "tracing.spec.langfuse.secretKey.secretKeyRef.key=k",
+        ],
+        "tracing.spec.openWebUI: required when tracing.spec.target is function: the filter is "
+        "installed into that Open WebUI",
+    ),
+    (
         "tracing host with path",
         [*FIXED_KEY, "--set", "tracing.spec.langfuse.host=https://cloud.langfuse.com/api"],
         "at '/tracing/spec/langfuse/host'",
@@ -487,6 +597,59 @@ BAD_TRACING_RULES: list[tuple[str, list[str], str]] = [
 ]
 
 
+_FUNCTION_BASE = ["-f", str(CHART / "ci" / "function-target-values.yaml")]
+BAD_FUNCTION_RULES: list[tuple[str, list[str], str]] = [
+    (
+        "pipelines with target function",
+        [
+            "--set",
+            "tracing.spec.pipelines.url=http://pipelines:9099",
+            "--set",
+            "tracing.spec.pipelines.apiKey.secretKeyRef.name=s",
+            "--set",
+            "tracing.spec.pipelines.apiKey.secretKeyRef.key=k",
+        ],
+        "tracing.spec.pipelines: not allowed when tracing.spec.target is function: the filter "
+        "runs inside Open WebUI",
+    ),
+    (
+        "connectionUrl with target function",
+        ["--set", "tracing.spec.openWebUI.connectionUrl=http://pipelines:9099"],
+        "tracing.spec.openWebUI.connectionUrl: not allowed when tracing.spec.target is function: "
+        "there is no connection",
+    ),
+    (
+        "pipelineId with target function",
+        ["--set", "tracing.spec.filter.pipelineId=lft_a"],
+        "tracing.spec.filter.pipelineId: not allowed when tracing.spec.target is function: use "
+        "tracing.spec.filter.functionId",
+    ),
+    (
+        "functionId with target pipelines",
+        [
+            "--set",
+            "pipelines.enabled=true",
+            "--set",
+            "tracing.spec.target=pipelines",
+            "--set",
+            "tracing.spec.filter.functionId=f",
+        ],
+        "tracing.spec.filter.functionId: only allowed when tracing.spec.target is function "
+        "(it is pipelines)",
+    ),
+    (
+        "functionId upper case",
+        ["--set", "tracing.spec.filter.functionId=Langfuse"],
+        "at '/tracing/spec/filter/functionId'",
+    ),
+    (
+        "unknown target",
+        ["--set", "tracing.spec.target=openwebui"],
+        "at '/tracing/spec/target'",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("args", "message"), [(a, m) for _, a, m in BAD_VALUES], ids=[case for case, _, _ in BAD_VALUES]
 )
@@ -505,6 +668,19 @@ def test_bad_tracing_rules_fail_before_anything_is_created(
     helm: Helm, args: list[str], message: str
 ) -> None:
     result = helm.run("template", "owl", CHART, "--namespace", "tracing", *_TRACING_BASE, *args)
+    assert result.returncode != 0, result.stdout[:500]
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(a, m) for _, a, m in BAD_FUNCTION_RULES],
+    ids=[case for case, _, _ in BAD_FUNCTION_RULES],
+)
+def test_bad_function_target_values_fail_before_anything_is_created(
+    helm: Helm, args: list[str], message: str
+) -> None:
+    result = helm.run("template", "owl", CHART, "--namespace", "tracing", *_FUNCTION_BASE, *args)
     assert result.returncode != 0, result.stdout[:500]
     assert message in result.stderr
 
@@ -624,8 +800,8 @@ def test_crd_template_renders_the_file(helm: Helm) -> None:
 
 # -- the same bad resources as values ----------------------------------------------------------
 
-# The chart fills in a missing `pipelines` (its own Pipelines): valid as values.
-_VALID_AS_VALUES = {"no pipelines"}
+# With target pipelines the chart fills in a missing `pipelines` (its own): valid as values.
+_VALID_AS_VALUES = {"no pipelines", "target pipelines without pipelines"}
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 {{- end }}
 
 {{/*
-The LangfuseTracing spec from values, as YAML: `pipelines` defaults to this chart's Pipelines.
+The LangfuseTracing spec from values, as YAML: with target pipelines (the default), `pipelines`
+defaults to this chart's Pipelines; with target function the filter runs inside Open WebUI and
+nothing is filled in.
 values.schema.json carries the CRD's structure; the CRD's CEL rules are checked here, so that bad
 values fail before Helm creates anything rather than half way through an install.
 */}}
@@ -12,7 +14,7 @@ values fail before Helm creates anything rather than half way through an install
 {{- if not $spec.langfuse }}
 {{- fail "tracing.spec.langfuse: required when tracing.enabled is true (host, publicKey, secretKey)" }}
 {{- end }}
-{{- if not $spec.pipelines }}
+{{- if and (eq ($spec.target | default "pipelines") "pipelines") (not $spec.pipelines) }}
 {{- if not .Values.pipelines.enabled }}
 {{- fail "tracing.spec.pipelines: required when pipelines.enabled is false (url and apiKey of your Pipelines)" }}
 {{- end }}
@@ -35,8 +37,25 @@ The CRD's CEL rules, restated (same wording, with the values path).
 {{- if eq (hasKey $publicKey "value") (hasKey $publicKey "secretKeyRef") }}
 {{- fail "tracing.spec.langfuse.publicKey: set exactly one of value or secretKeyRef" }}
 {{- end }}
+{{- $target := .target | default "pipelines" }}
 {{- $filter := .filter | default dict }}
 {{- $source := $filter.source | default "bundled" }}
+{{- if eq $target "function" }}
+{{- if hasKey . "pipelines" }}
+{{- fail "tracing.spec.pipelines: not allowed when tracing.spec.target is function: the filter runs inside Open WebUI" }}
+{{- end }}
+{{- if not .openWebUI }}
+{{- fail "tracing.spec.openWebUI: required when tracing.spec.target is function: the filter is installed into that Open WebUI (url and auth)" }}
+{{- end }}
+{{- if hasKey .openWebUI "connectionUrl" }}
+{{- fail "tracing.spec.openWebUI.connectionUrl: not allowed when tracing.spec.target is function: there is no connection" }}
+{{- end }}
+{{- if hasKey $filter "pipelineId" }}
+{{- fail "tracing.spec.filter.pipelineId: not allowed when tracing.spec.target is function: use tracing.spec.filter.functionId" }}
+{{- end }}
+{{- else if hasKey $filter "functionId" }}
+{{- fail (printf "tracing.spec.filter.functionId: only allowed when tracing.spec.target is function (it is %s)" $target) }}
+{{- end }}
 {{- range $field := list "url" "configMap" }}
 {{- if and (eq $source $field) (not (hasKey $filter $field)) }}
 {{- fail (printf "tracing.spec.filter.%s: required when tracing.spec.filter.source is %s" $field $field) }}
@@ -45,7 +64,8 @@ The CRD's CEL rules, restated (same wording, with the values path).
 {{- fail (printf "tracing.spec.filter.%s: only allowed when tracing.spec.filter.source is %s (it is %s)" $field $field $source) }}
 {{- end }}
 {{- end }}
-{{- if and $filter.url (not $filter.pipelineId) (not (regexMatch "/[A-Za-z_][A-Za-z0-9_]{0,62}\\.py(\\?[^#\\s]*)?$" $filter.url)) }}
+{{- /* Only Pipelines takes the file name as the id; for a function the operator downloads the file. */}}
+{{- if and (eq $target "pipelines") $filter.url (not $filter.pipelineId) (not (regexMatch "/[A-Za-z_][A-Za-z0-9_]{0,62}\\.py(\\?[^#\\s]*)?$" $filter.url)) }}
 {{- fail "tracing.spec.filter.pipelineId: required when the file name in tracing.spec.filter.url is not a Python module name" }}
 {{- end }}
 {{- range $valve := list "secret_key" "public_key" "host" "pipelines" "priority" }}
