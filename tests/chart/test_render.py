@@ -66,7 +66,9 @@ def test_defaults_render_the_whole_stack(helm: Helm) -> None:
         "NetworkPolicy/owl-openwebui-langfuse-pipelines",
         "NetworkPolicy/owl-openwebui-langfuse-pipelines-egress",
         "Role/owl-openwebui-langfuse-operator",
+        "Role/owl-openwebui-langfuse-operator-leader",
         "RoleBinding/owl-openwebui-langfuse-operator",
+        "RoleBinding/owl-openwebui-langfuse-operator-leader",
         "Secret/owl-openwebui-langfuse-pipelines-api-key",
         "Service/owl-openwebui-langfuse-pipelines",
         "ServiceAccount/owl-openwebui-langfuse-operator",
@@ -91,7 +93,11 @@ def test_operator_deployment_follows_the_process_contract(helm: Helm) -> None:
     container = spec["containers"][0]
     assert container["image"] == "ghcr.io/openwebui-langfuse/operator:0.1.0"
     assert container["args"] == ["run"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in (
+        container["env"]
+    )
+    del env["POD_NAME"]  # the replica's name in the leader Lease
     assert env == {
         "OPENWEBUI_LANGFUSE_NAMESPACES": "tracing",
         "OPENWEBUI_LANGFUSE_LIVENESS": "http://0.0.0.0:8080/healthz",
@@ -102,6 +108,7 @@ def test_operator_deployment_follows_the_process_contract(helm: Helm) -> None:
         "OPENWEBUI_LANGFUSE_DELETE_TIMEOUT": "60",
         "OPENWEBUI_LANGFUSE_HTTP_TIMEOUT": "10",
         "OPENWEBUI_LANGFUSE_MAX_BACKOFF": "60",
+        "OPENWEBUI_LANGFUSE_LEADER_LEASE": "tracing/owl-openwebui-langfuse-operator-leader",
     }
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
@@ -111,6 +118,30 @@ def test_operator_deployment_follows_the_process_contract(helm: Helm) -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert spec["serviceAccountName"] == "owl-openwebui-langfuse-operator"
     assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    assert not by_kind(docs, "PodDisruptionBudget")
+
+
+def test_two_replicas_roll_elect_a_leader_and_keep_one_through_a_drain(helm: Helm) -> None:
+    docs = documents(helm.template(*FIXED_KEY, "--set", "operator.replicas=2"))
+    operator = by_kind(docs, "Deployment")[0]
+    assert operator["spec"]["replicas"] == 2
+    assert operator["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    (budget,) = by_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == operator["spec"]["selector"]
+    leader = next(r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader"))
+    assert leader["metadata"]["namespace"] == "tracing"
+    assert _rules(leader) == {
+        ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "update"),
+        ("coordination.k8s.io", "leases", "create"),
+    }
+    named = [rule for rule in leader["rules"] if "get" in rule["verbs"]]
+    assert named[0]["resourceNames"] == ["owl-openwebui-langfuse-operator-leader"]
 
 
 @pytest.mark.parametrize("values", SCENARIOS, ids=_scenario_id)
@@ -132,7 +163,7 @@ def test_default_renders_are_byte_identical_and_hold_no_key(helm: Helm) -> None:
     docs = documents(first)
     assert by_kind(docs, "Secret") == []
     operator = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in operator["env"]}
+    env = {e["name"]: e.get("value") for e in operator["env"]}
     assert env["OPENWEBUI_LANGFUSE_PIPELINES_KEY_SECRET"] == (
         "tracing/owl-openwebui-langfuse-pipelines-api-key"
     )
@@ -370,7 +401,7 @@ CRD_READ = {
 
 def test_rbac_namespaced_by_default(helm: Helm) -> None:
     docs = documents(helm.template(*FIXED_KEY))
-    (role,) = by_kind(docs, "Role")
+    (role,) = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader")]
     assert role["metadata"]["namespace"] == "tracing"
     assert _rules(role) == NAMESPACED_RULES
     (cluster_role,) = by_kind(docs, "ClusterRole")
@@ -379,8 +410,11 @@ def test_rbac_namespaced_by_default(helm: Helm) -> None:
 
 def test_rbac_per_watched_namespace(helm: Helm) -> None:
     docs = documents(helm.template("-f", CHART / "ci" / "watch-namespaces-values.yaml"))
-    assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == ["team-a", "team-b"]
-    bindings = by_kind(docs, "RoleBinding")
+    roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader")]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    bindings = [
+        b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader")
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert all(b["subjects"][0]["namespace"] == "tracing" for b in bindings)
     env = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -389,7 +423,11 @@ def test_rbac_per_watched_namespace(helm: Helm) -> None:
 
 def test_rbac_cluster_wide(helm: Helm) -> None:
     docs = documents(helm.template("-f", CHART / "ci" / "cluster-wide-values.yaml"))
-    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    # Only the leader Lease's Role, in the release namespace: the rest is cluster-wide.
+    assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == [
+        "owl-openwebui-langfuse-operator-leader"
+    ]
+    assert len(by_kind(docs, "RoleBinding")) == 1
     (cluster_role,) = by_kind(docs, "ClusterRole")
     assert _rules(cluster_role) == NAMESPACED_RULES | CRD_READ | {
         ("", "namespaces", "list"),
@@ -457,8 +495,8 @@ BAD_VALUES: list[tuple[str, list[str], str]] = [
     ),
     (
         "unknown nested key",
-        [*FIXED_KEY, "--set", "operator.replicas=2"],
-        "at '/operator': additional properties 'replicas' not allowed",
+        [*FIXED_KEY, "--set", "operator.replica=2"],
+        "at '/operator': additional properties 'replica' not allowed",
     ),
     (
         "port not a number",

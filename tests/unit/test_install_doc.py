@@ -36,6 +36,7 @@ NOT_REASONS = {
     "Warning",
     "Authorization",
     "Opaque",
+    "Lease",
 }
 
 

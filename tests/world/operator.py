@@ -38,6 +38,8 @@ RBAC_TEMPLATES = (
     "templates/operator-rbac-rolebinding.yaml",
     "templates/operator-rbac-clusterrole.yaml",
     "templates/operator-rbac-clusterrolebinding.yaml",
+    "templates/operator-rbac-leaderrole.yaml",
+    "templates/operator-rbac-leaderrolebinding.yaml",
     # Only rendered while the operator makes the Pipelines key (no existingSecret, no value).
     "templates/operator-rbac-keyrole.yaml",
     "templates/operator-rbac-keyrolebinding.yaml",

@@ -75,6 +75,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
+The Lease the operator replicas elect their leader with (in the release namespace).
+*/}}
+{{- define "openwebui-langfuse.operator.leaseName" -}}
+{{ include "openwebui-langfuse.operator.fullname" . }}-leader
+{{- end }}
+
+{{/*
 Create the name of the operator's service account.
 */}}
 {{- define "openwebui-langfuse.serviceAccountName" -}}
