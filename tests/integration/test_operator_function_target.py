@@ -165,11 +165,11 @@ def test_moving_from_pipelines_to_function_leaves_no_chat_untraced(
     stored = function(open_webui, function_id)
     assert stored is not None and stored["is_active"] and stored["is_global"]
     # No gap: every chat has its trace; no chat has two (the trace id comes from the chat id).
-    for turn in turns:
+    for index, turn in enumerate(turns):
         wait_for(
             lambda turn=turn: langfuse.trace(trace_id(turn.chat_id)),
             20,
-            f"the trace of chat {turn.chat_id}",
+            f"the trace of chat {index} of {len(turns)} (the move was done at chat {settled})",
         )
     sessions = [t["sessionId"] for t in langfuse.traces()]
     assert sorted(sessions) == sorted(turn.chat_id for turn in turns)

@@ -16,7 +16,11 @@ import pytest
 from openwebui_langfuse import reconcile as rc
 from openwebui_langfuse import targets
 from openwebui_langfuse.clients.langfuse import LangfuseCheck, LangfuseCheckError, LangfuseProject
-from openwebui_langfuse.clients.pipelines import PipelineInfo, PipelinesUnreachable
+from openwebui_langfuse.clients.pipelines import (
+    PipelineInfo,
+    PipelineNotFound,
+    PipelinesUnreachable,
+)
 from openwebui_langfuse.models import parse_spec
 from openwebui_langfuse.passes import (
     CleanupResult,
@@ -91,6 +95,8 @@ class FakePipelines:
 
     async def get_valves(self, pipeline_id: str) -> dict[str, Any]:
         self._check()
+        if pipeline_id not in self.valves:
+            raise PipelineNotFound(f"no pipeline {pipeline_id}")
         return dict(self.valves[pipeline_id])
 
     async def update_valves(self, pipeline_id: str, valves: Mapping[str, Any]) -> None:

@@ -53,6 +53,7 @@ class FakeConnection:
         self.synced: list[dict[str, Any]] = []
         self.removed: list[dict[str, Any]] = []
         self.remove_outcome: ConnectionOutcome | None = None
+        self.refreshes = 0
 
     def auth(self, api_key: str | None, email: str | None, password: str | None) -> Any:
         return ("key", api_key) if api_key else ("creds", email, password)
@@ -61,11 +62,31 @@ class FakeConnection:
         self.synced.append(kwargs)
         return self.outcome
 
+    def client(self, openwebui_url: str, auth: Any) -> FakeOpenWebUI:
+        return FakeOpenWebUI(self)
+
     async def remove(self, **kwargs: Any) -> ConnectionOutcome:
         self.removed.append(kwargs)
         if self.remove_outcome is not None:
             return self.remove_outcome
         return ConnectionOutcome(False, "Removed", "", kwargs["connection_url"], True, False)
+
+
+class FakeOpenWebUI:
+    """The client ``FakeConnection.client`` opens: counts the models refreshes."""
+
+    def __init__(self, connection: FakeConnection) -> None:
+        self.connection = connection
+
+    async def __aenter__(self) -> FakeOpenWebUI:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    async def refresh_models(self) -> list[dict[str, Any]]:
+        self.connection.refreshes += 1
+        return []
 
 
 class Harness:
@@ -225,9 +246,7 @@ async def test_only_a_connection_this_resource_added_is_removed_on_deletion() ->
     assert adopted.status is not None
     assert adopted.status["openWebUI"]["connectionAdded"] is False
     gone = {**body(raw), "status": adopted.status}
-    result = await h.runtime.cleanup(
-        gone, h.reader, filter_shared=False, connection_shared=False
-    )
+    result = await h.runtime.cleanup(gone, h.reader, filter_shared=False, connection_shared=False)
     assert result.done and h.connection.removed == []
     assert "lft_ns_tracing" not in h.pipelines.loaded  # the filter it installed is removed
 
@@ -240,9 +259,7 @@ async def test_only_a_connection_this_resource_added_is_removed_on_deletion() ->
     assert added.status is not None
     assert added.status["openWebUI"]["connectionAdded"] is True
     gone = {**body(raw, 2), "status": added.status}
-    result = await h.runtime.cleanup(
-        gone, h.reader, filter_shared=False, connection_shared=False
-    )
+    result = await h.runtime.cleanup(gone, h.reader, filter_shared=False, connection_shared=False)
     assert result.done and len(h.connection.removed) == 1
 
 

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from openwebui_langfuse import conditions as cond
+from openwebui_langfuse.clients.openwebui import OpenWebUIError
 from openwebui_langfuse.clients.pipelines import PipelinesError
 from openwebui_langfuse.models import LangfuseTracingSpec, PipelinesSpec
 from openwebui_langfuse.passes import (
@@ -302,6 +303,8 @@ async def remove(
         )
     if not filter_shared:
         client = upstreams.pipelines(pipelines.url, pipelines_key)
+        view = _OpenWebUIView(ref, spec, reader=reader, upstreams=upstreams, memory=memory)
+        await _drain(client, pipelines.url, spec.filter_id, view, upstreams)
         try:
             async with upstreams.lock_for(pipelines.url):
                 if await client.delete(spec.filter_id):
@@ -408,18 +411,69 @@ async def retire(
         )
     pipelines_key = reader.secret_value(ref.namespace, *key_ref)
     client = upstreams.pipelines(url, pipelines_key)
+    openwebui = _OpenWebUIView(ref, spec, reader=reader, upstreams=upstreams, memory=memory)
+    await _drain(client, url, pipeline_id, openwebui, upstreams)
     async with upstreams.lock_for(url):
         deleted = await client.delete(pipeline_id)
     memory.forget((url, pipeline_id))
-    if spec.open_webui is not None and upstreams.connection is not None:
-        # Open WebUI's cached model list still names the deleted filter, and a chat through a
-        # filter that Pipelines no longer has fails (Pipelines answers 404): refresh it now
-        # (also when this is a retry and the filter was deleted by the failed attempt).
-        p = Pass(ref=ref, spec=spec, reader=reader, upstreams=upstreams, memory=memory)
-        auth = p.openwebui_auth(upstreams.connection)
-        async with upstreams.connection.client(spec.open_webui.url, auth) as openwebui:
-            await openwebui.refresh_models()
+    # Also when this is a retry and the failed attempt deleted the filter already.
+    await openwebui.refresh()
     return f"deleted the previous filter {pipeline_id}" if deleted else None
+
+
+class _OpenWebUIView:
+    """Open WebUI's cached model list, refreshed as the resource's admin (when it has one)."""
+
+    def __init__(
+        self,
+        ref: ResourceRef,
+        spec: LangfuseTracingSpec,
+        *,
+        reader: ReferenceReader,
+        upstreams: Upstreams,
+        memory: InstallMemory,
+    ) -> None:
+        self.spec = spec
+        self.api = upstreams.connection
+        self.pass_ = Pass(ref=ref, spec=spec, reader=reader, upstreams=upstreams, memory=memory)
+
+    @property
+    def managed(self) -> bool:
+        return self.spec.open_webui is not None and self.api is not None
+
+    async def refresh(self) -> None:
+        if self.spec.open_webui is None or self.api is None:
+            return
+        auth = self.pass_.openwebui_auth(self.api)
+        async with self.api.client(self.spec.open_webui.url, auth) as client:
+            await client.refresh_models()
+
+
+async def _drain(
+    client: PipelinesApi,
+    url: str,
+    pipeline_id: str,
+    openwebui: _OpenWebUIView,
+    upstreams: Upstreams,
+) -> None:
+    """Take the filter out of Open WebUI's chats before it leaves Pipelines.
+
+    Open WebUI calls every filter of its cached model list, and a chat through one that
+    Pipelines no longer has fails (Pipelines answers 404). So first the filter's ``pipelines``
+    valve becomes ``[]`` (it then applies to no model), and Open WebUI's list is refreshed;
+    only then is the file deleted. Best effort: without Open WebUI (or with it down) the
+    filter is deleted all the same.
+    """
+    if not openwebui.managed:
+        return
+    try:
+        async with upstreams.lock_for(url):
+            valves = await client.get_valves(pipeline_id)
+            if valves.get("pipelines") != []:
+                await client.update_valves(pipeline_id, {**valves, "pipelines": []})
+        await openwebui.refresh()
+    except (PipelinesError, OpenWebUIError, MissingReference):
+        return
 
 
 # -- messages -------------------------------------------------------------------------------------
