@@ -110,6 +110,7 @@ class LeaseLock:
             created = self._call("POST", self._path, self._record(None, transitions=0))
             if created.status_code in (200, 201):
                 self._took(created, now)
+                self._log_taken("nobody: created it")
                 return True
             if created.status_code == 409:  # another replica created it first
                 return False
@@ -132,17 +133,20 @@ class LeaseLock:
         if updated.status_code == 200:
             self._took(updated, now)
             if not mine:
-                logger.info(
-                    "leader: %s took lease %s/%s (from %s)",
-                    self.holder,
-                    self.namespace,
-                    self.name,
-                    holder or "nobody",
-                )
+                self._log_taken(holder or "nobody")
             return True
         if updated.status_code == 409:  # changed since our read: someone else acted
             return False
         raise LeaseError(f"update lease {self.name}: HTTP {updated.status_code}")
+
+    def _log_taken(self, previous: str) -> None:
+        logger.info(
+            "leader: %s took lease %s/%s (from %s)",
+            self.holder,
+            self.namespace,
+            self.name,
+            previous,
+        )
 
     def _took(self, response: httpx.Response, now: float) -> None:
         self._seen_version = response.json()["metadata"].get("resourceVersion")
