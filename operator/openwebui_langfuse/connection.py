@@ -38,12 +38,15 @@ it detects Pipelines and sees the filter.
 config read (``/openai/config``, ``/api/v1/configs/export``, …) serves the same in-memory
 values the writes went to. What can be seen is the loss at a restart; :func:`judge_persistence`
 explains the three small markers that catch it. Until Open WebUI has restarted once after the
-first sync, the mode is unknown and not reported.
+first sync (or another of its workers answered), the mode is unknown and not reported. The
+markers are only written to an Open WebUI whose ``/api/v1/configs/import`` merges
+(:data:`IMPORT_MERGES_SINCE`); on any other version the mode stays unknown.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +73,9 @@ __all__ = [
     "plan_removal",
     "plan_usage_capability",
     "judge_persistence",
+    "PersistenceJudgement",
+    "import_merges",
+    "parse_version",
     "same_connection_url",
     "find_connection",
     "remove_connection",
@@ -301,43 +307,94 @@ def plan_usage_capability(models_config: dict[str, Any]) -> dict[str, Any] | Non
 #: RESET_CONFIG_ON_START=true): it lives wherever our connection does.
 PERSISTENCE_PROBE_KEY = "openwebui_langfuse.persistence_probe"
 #: Config key Open WebUI never persists (``oauth.*`` while ENABLE_OAUTH_PERSISTENT_CONFIG is
-#: false, its default since 0.6.27): it vanishes on every restart, which is how one is seen.
+#: false, its default since 0.6.27): it lives in the memory of the one process (uvicorn worker,
+#: replica) that served the write, and vanishes when that process restarts.
 RESTART_PROBE_KEY = "oauth.openwebui_langfuse.restart_probe"
 #: Key in the operator account's ``info`` (a users-table column, persistent in every mode):
-#: the probe's last nonce and verdict.
+#: the probe's nonce and last verdict.
 PROBE_RECORD_KEY = "openwebui_langfuse_persistence"
+#: First Open WebUI version whose ``POST /api/v1/configs/import`` upserts the keys it is given
+#: (one config row per key since 0.10.0); up to 0.9.x it replaced the whole stored config with
+#: the body (docs/upstream/open-webui.md, "Persistent config"). The probe writes nothing to an
+#: older server, nor to one whose version it cannot read.
+IMPORT_MERGES_SINCE = (0, 10, 0)
+
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(version: str | None) -> tuple[int, int, int] | None:
+    """``"0.12.4"`` → ``(0, 12, 4)``; None for anything that does not start like a version."""
+    match = _VERSION.match(version.strip()) if isinstance(version, str) else None
+    if match is None:
+        return None
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def import_merges(version: str | None) -> bool:
+    """True when this Open WebUI version's config import leaves the keys it is not sent alone."""
+    parsed = parse_version(version)
+    return parsed is not None and parsed >= IMPORT_MERGES_SINCE
+
+
+@dataclass(frozen=True)
+class PersistenceJudgement:
+    """What the markers say, and what (if anything) must be written."""
+
+    verdict: str  # "persistent", "lost" or "unknown"
+    write_probes: bool  # (re)write both probe keys with the record's nonce
+    write_record: bool  # write the record {nonce, verdict}
 
 
 def judge_persistence(
     persistence_probe: object, restart_probe: object, record: object
-) -> tuple[str, bool]:
+) -> PersistenceJudgement:
     """Verdict on whether Open WebUI keeps config written through its API, from three markers.
 
     Why three: with ENABLE_PERSISTENT_CONFIG=false Open WebUI 0.12.4 serves every config read,
     ``/api/v1/configs/export`` included, from the same in-memory values its writes go to, so
     no single read reveals the mode (checked: both modes export the same keys and values). The
-    only observable is the loss itself, at a restart. So the operator arms one nonce in three
-    places and compares them on each sync:
+    only observable is the loss itself. So the operator arms a nonce in three places, once, and
+    looks at them on each sync:
 
-    * the record (persistent always) says what was armed and the last verdict;
-    * the restart probe (never persistent) still holding the nonce means no restart since;
-    * after a restart, the persistence probe still holding the nonce means config survived.
+    * the record (persistent always) says that the probes were armed, and the last verdict;
+    * the persistence probe is stored like the connection: where it is missing, what was written
+      through the API is missing too (a restart with persistence off or RESET_CONFIG_ON_START,
+      or another worker or replica with persistence off, whose memory never saw the write);
+    * the restart probe lives only in the memory of the process that took the write, and both
+      probes are written in one request, so in one process's memory they come and go together.
+      Hence a persistence probe *without* the restart probe was read from the database, not
+      from memory: persistent config is on.
 
-    Returns ``(verdict, rearm)``: verdict ``"persistent"``, ``"lost"`` or ``"unknown"`` (no
-    restart seen yet); ``rearm`` when a new nonce must be written. The verdict is sticky
-    between restarts, so a status does not flap back to healthy while nothing changed.
+    The reading "persistence probe, no restart probe" is what a restarted process shows, but
+    also what every other uvicorn worker or replica shows all the time (each has its own
+    memory). It cannot tell the two apart, so it never leads to a write: nothing is re-armed
+    for it, the verdict is simply "persistent". Only a loss rewrites the probes, and with the
+    same nonce, so several workers converge instead of invalidating each other. A
+    steady Open WebUI, with any number of workers, therefore costs no write at all.
+
+    Values are compared by presence, not by nonce: another operator account (or resource)
+    arming the same keys with its own nonce proves the same thing about this Open WebUI.
+
+    The verdict is sticky while both probes are there (same process as the write), so a
+    status does not flap while nothing changed. "lost" is left only on the reading that proves
+    the database holds the probe; with RESET_CONFIG_ON_START and several workers that reading
+    also comes from a worker that has not restarted, so there the loss shows only from a
+    restart until a pass lands on another worker (the connection is re-registered either way).
     """
     nonce = record.get("nonce") if isinstance(record, dict) else None
     last = record.get("verdict") if isinstance(record, dict) else None
-    if not isinstance(nonce, str) or not nonce:
-        return "unknown", True
-    if restart_probe == nonce:  # same Open WebUI process as when armed
-        if persistence_probe != nonce:
-            # Lost without a restart: several replicas, each with its own memory.
-            return "lost", False
-        return (last if last in ("persistent", "lost", "unknown") else "unknown"), False
-    # A restart happened since arming (or another replica answered): did config survive it?
-    return ("persistent" if persistence_probe == nonce else "lost"), True
+    if not (isinstance(nonce, str) and nonce):
+        return PersistenceJudgement("unknown", write_probes=True, write_record=True)
+    if persistence_probe is None:
+        # What was written is gone where this read was served: write it again (once per process
+        # that lacks it), and say so; the record changes only on the way into "lost".
+        return PersistenceJudgement("lost", write_probes=True, write_record=last != "lost")
+    if restart_probe is None:
+        # From the database, not from this process's memory: persistent config is on.
+        return PersistenceJudgement("persistent", write_probes=False, write_record=last == "lost")
+    verdict = last if last in ("persistent", "lost", "unknown") else "unknown"
+    return PersistenceJudgement(verdict, write_probes=False, write_record=False)
 
 
 # -- driving Open WebUI -------------------------------------------------------------------------
@@ -469,7 +526,9 @@ async def sync_connection_with(
 
     Open WebUI's models are refreshed (every provider is asked for its list again) only when
     chats may not see the filter yet: ``refresh_models`` (the caller installed it, or has not
-    confirmed it since it started), a changed connection, or an Open WebUI restart.
+    confirmed it since it started), or a changed connection (also the one re-registered after
+    Open WebUI lost it). A restart alone is none: Open WebUI starts with an empty model list and
+    builds it afresh on first use.
     """
     wrote = False
     added = False
@@ -493,19 +552,22 @@ async def sync_connection_with(
         added = wrote and plan.added
         if usage_capability and await ensure_usage_capability(client):
             wrote = True
-        verdict, armed = await _probe_persistence(client)
-        refresh = refresh_models or wrote or armed  # before `armed` joins `wrote`
-        wrote = wrote or armed
+        verdict, probed = await _probe_persistence(client)
+        # A restarted Open WebUI builds its model list afresh on first use (it is empty at
+        # start), so only a change here, or the caller, is a reason to ask every provider.
+        refresh = refresh_models or wrote
+        wrote = wrote or probed
         confirmed = await _confirm(client, plan, pipeline_id, outcome, refresh=refresh)
         if confirmed.registered and verdict == "lost":
             return outcome(
                 True,
                 "PersistentConfigDisabled",
                 f"{confirmed.message}; but Open WebUI lost settings written through its API at "
-                "a restart (ENABLE_PERSISTENT_CONFIG=false or RESET_CONFIG_ON_START=true): the "
-                "connection is re-registered at each resync, and is missing from a restart until "
-                "then. Turn persistent config on, or configure the connection through Open "
-                "WebUI's OPENAI_API_* environment variables",
+                "a restart, or does not have them on another of its workers or replicas "
+                "(ENABLE_PERSISTENT_CONFIG=false or RESET_CONFIG_ON_START=true): the connection "
+                "is re-registered at each resync, and is missing from a restart until then. Turn "
+                "persistent config on, or configure the connection through Open WebUI's "
+                "OPENAI_API_* environment variables",
                 False,
             )
         return confirmed
@@ -571,7 +633,13 @@ def _error_reason_for(
 
 
 async def _probe_persistence(client: OpenWebUIClient) -> tuple[str, bool]:
-    """Read the three markers, judge, re-arm when needed; returns (verdict, wrote)."""
+    """Read the three markers, judge, write what the judgement asks; returns (verdict, wrote).
+
+    Nothing at all is read or written on an Open WebUI whose config import would replace its
+    whole configuration (or whose version is unknown): the verdict is then "unknown".
+    """
+    if not import_merges(await client.get_version()):
+        return "unknown", False
     persistence_probe = (await client.get_config_namespace("openwebui_langfuse")).get(
         PERSISTENCE_PROBE_KEY
     )
@@ -579,12 +647,17 @@ async def _probe_persistence(client: OpenWebUIClient) -> tuple[str, bool]:
         RESTART_PROBE_KEY
     )
     record = (await client.get_user_info()).get(PROBE_RECORD_KEY)
-    verdict, rearm = judge_persistence(persistence_probe, restart_probe, record)
-    if rearm:
+    judgement = judge_persistence(persistence_probe, restart_probe, record)
+    nonce = record.get("nonce") if isinstance(record, dict) else None
+    if not (isinstance(nonce, str) and nonce):
         nonce = secrets.token_hex(8)
+    if judgement.write_probes:
         await client.set_config_values({PERSISTENCE_PROBE_KEY: nonce, RESTART_PROBE_KEY: nonce})
-        await client.merge_user_info({PROBE_RECORD_KEY: {"nonce": nonce, "verdict": verdict}})
-    return verdict, rearm
+    if judgement.write_record:
+        await client.merge_user_info(
+            {PROBE_RECORD_KEY: {"nonce": nonce, "verdict": judgement.verdict}}
+        )
+    return judgement.verdict, judgement.write_probes or judgement.write_record
 
 
 async def ensure_usage_capability(client: OpenWebUIClient) -> bool:

@@ -217,16 +217,21 @@ async def _verify(p: Pass, keys: tuple[str, str] | None) -> bool:
     except LangfuseCheckError as exc:
         p.fail(cond.CREDENTIALS_VALID, exc.reason, exc.message, temporary=exc.temporary)
         return False
-    message = f"keys open project {check.project.name!r} on Langfuse {check.server_version}"
-    if check.warning:
-        message = f"{message}; {check.warning}"
-    p.set(cond.CREDENTIALS_VALID, "True", "Verified", message)
     p.langfuse_status = {
         "projectId": check.project.id,
         "projectName": check.project.name,
         "serverVersion": check.server_version,
         "ingestionMode": check.ingestion_mode,
     }
+    # The bundled filter sends OTLP (on either target); a filter of one's own may not.
+    refusal = check.refusal(sends_otlp=p.spec.filter.source == "bundled")
+    if refusal is not None:
+        p.fail(cond.CREDENTIALS_VALID, refusal.reason, refusal.message, temporary=False)
+        return False
+    message = f"keys open project {check.project.name!r} on Langfuse {check.server_version}"
+    if check.warning:
+        message = f"{message}; {check.warning}"
+    p.set(cond.CREDENTIALS_VALID, "True", "Verified", message)
     return True
 
 

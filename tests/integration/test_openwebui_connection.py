@@ -8,6 +8,7 @@ filter installed. Tests that need restarts start an Open WebUI of their own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import socket
@@ -23,13 +24,15 @@ from openwebui_langfuse.clients.openwebui import (
     OpenWebUIClient,
 )
 from openwebui_langfuse.connection import (
+    PERSISTENCE_PROBE_KEY,
+    RESTART_PROBE_KEY,
     ConnectionOutcome,
     remove_connection,
     sync_connection,
     sync_connection_with,
 )
 
-from tests.world.poll import wait_for
+from tests.world.poll import async_wait_for, wait_for
 from tests.world.proc import free_port
 from tests.world.sample_pipelines import ECHO_PIPE_ID, RECORDING_FILTER_ID
 
@@ -626,3 +629,73 @@ async def test_persistent_config_off_is_detected_at_a_restart(
     assert (steady.reason, steady.wrote) == (reason_after_restart, False)
     if reason_after_restart == "PersistentConfigDisabled":
         assert "ENABLE_PERSISTENT_CONFIG" in after.message
+
+
+# -- several uvicorn workers ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def two_worker_open_webui(world: World) -> AsyncIterator[OpenWebUI]:
+    """An Open WebUI of this test's own, with two uvicorn workers (persistent config on).
+
+    Its first boot has one worker: two workers booting against an empty SQLite database both
+    run the migrations, and one of them fails (observed on 0.12.4). So it boots once, then
+    restarts on the same data with UVICORN_WORKERS=2 (uvicorn reads its options from
+    ``UVICORN_*``).
+    """
+    from tests.world.open_webui import OpenWebUI
+
+    server = OpenWebUI(world).start()
+    try:
+        server.extra_env["UVICORN_WORKERS"] = "2"
+        server.restart()
+        yield server
+    finally:
+        server.stop()
+
+
+async def _probe_readings(owui: OpenWebUI, token: str, n: int) -> set[tuple[bool, bool]]:
+    """(persistence probe there, restart probe there), each as seen on a fresh connection; the
+    connections are opened together, so the workers share them."""
+
+    async def one() -> tuple[bool, bool]:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=owui.url, headers=headers, timeout=60) as http:
+            restart = (await http.get("/api/v1/configs/namespace/oauth.openwebui_langfuse")).json()
+            kept = (await http.get("/api/v1/configs/namespace/openwebui_langfuse")).json()
+            return PERSISTENCE_PROBE_KEY in kept, RESTART_PROBE_KEY in restart
+
+    return set(await asyncio.gather(*[one() for _ in range(n)]))
+
+
+async def test_two_workers_cost_no_write_at_a_resync(
+    two_worker_open_webui: OpenWebUI, filter_pipelines: PipelinesServer
+) -> None:
+    """Each worker keeps its own in-memory copy of the ``oauth.*`` restart probe, so the worker
+    that did not take the write looks as if it had restarted; that must not cost a write at
+    every resync (issue 14)."""
+    owui, pipelines = two_worker_open_webui, filter_pipelines
+    auth = CredentialsAuth(owui.admin_email, owui.admin_password)
+    first = await sync(owui, pipelines, auth)
+    assert (first.registered, first.reason, first.wrote) == (True, "Registered", True)
+
+    # The upstream behaviour itself: the probe kept in the database is seen on every
+    # connection, the in-memory one only on the worker that took the write.
+    token = owui.token
+
+    async def both_workers_seen() -> set[tuple[bool, bool]] | None:
+        readings = await _probe_readings(owui, token, 8)
+        return readings if readings == {(True, True), (True, False)} else None
+
+    await async_wait_for(both_workers_seen, timeout=60, what="reads served by both workers")
+
+    # Resyncs in rounds of concurrent passes (each pass its own client and connection), so
+    # both workers serve some of them.
+    for _ in range(5):
+        outcomes = await asyncio.gather(*[sync(owui, pipelines, auth) for _ in range(4)])
+        for outcome in outcomes:
+            assert (outcome.registered, outcome.reason, outcome.wrote) == (
+                True,
+                "Registered",
+                False,
+            ), outcome.message

@@ -7,7 +7,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from openwebui_langfuse.clients.langfuse import LangfuseCheckError, LangfuseClient
+from openwebui_langfuse.clients.langfuse import (
+    OTLP_NOT_SUPPORTED,
+    LangfuseCheckError,
+    LangfuseClient,
+    predates_otlp,
+)
 
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.proc import free_port
@@ -37,6 +42,87 @@ async def test_events_only_is_detected(langfuse: LangfuseStandIn, http: httpx.As
     )
     assert check.ingestion_mode == "events_only"
     assert "events_only" in check.warning
+
+
+async def test_a_langfuse_without_otlp_is_legacy_only(
+    langfuse: LangfuseStandIn, http: httpx.AsyncClient
+) -> None:
+    """A self-hosted Langfuse v2: the keys are fine, but the bundled filter's OTLP spans are
+    refused (issue 14); its health check says which version it is."""
+    langfuse.version = "2.95.11"
+    langfuse.otlp = False
+    # The stand-in behaves like that server: no OTLP route, legacy ingestion works.
+    span = await http.post(
+        f"{langfuse.url}/api/public/otel/v1/traces",
+        auth=(langfuse.public_key, langfuse.secret_key),
+        json={"resourceSpans": []},
+    )
+    assert span.status_code == 404
+    legacy = await http.post(
+        f"{langfuse.url}/api/public/ingestion",
+        auth=(langfuse.public_key, langfuse.secret_key),
+        json={"batch": []},
+    )
+    assert legacy.status_code == 207
+
+    check = await LangfuseClient(langfuse.url, http=http).check(
+        langfuse.public_key, langfuse.secret_key
+    )
+    assert (check.project.id, check.server_version) == (langfuse.project_id, "2.95.11")
+    assert check.ingestion_mode == "legacy_only"
+    assert "no OTLP endpoint" in check.warning and "legacy SDK" in check.warning
+    refusal = check.refusal(sends_otlp=True)  # the bundled filter
+    assert refusal is not None
+    assert (refusal.reason, refusal.temporary) == (OTLP_NOT_SUPPORTED, False)
+    assert "Upgrade Langfuse to v3.22" in refusal.message
+    assert "spec.filter.source: url" in refusal.message
+    assert langfuse.secret_key not in refusal.message
+    assert check.refusal(sends_otlp=False) is None  # a filter of one's own may use SDK v2
+    # Nothing was sent to the OTLP route to find out (it would be logged at every resync).
+    assert [r["status"] for r in langfuse.requests if "/otel/" in r["path"]] == [404]
+
+
+@pytest.mark.parametrize(
+    ("version", "events_only", "mode"),
+    [
+        ("3.21.9", False, "legacy_only"),
+        ("3.22.0", False, "otlp+legacy"),
+        ("3.225.4", False, "otlp+legacy"),
+        ("4.16.0", True, "events_only"),
+        ("dev-build", False, "otlp+legacy"),  # unreadable: no claim
+    ],
+)
+async def test_ingestion_mode_by_version(
+    langfuse: LangfuseStandIn,
+    http: httpx.AsyncClient,
+    version: str,
+    events_only: bool,
+    mode: str,
+) -> None:
+    langfuse.version = version
+    langfuse.events_only = events_only
+    check = await LangfuseClient(langfuse.url, http=http).check(
+        langfuse.public_key, langfuse.secret_key
+    )
+    assert check.ingestion_mode == mode
+    assert (check.refusal(sends_otlp=True) is None) is (mode != "legacy_only")
+
+
+@pytest.mark.parametrize(
+    ("version", "old"),
+    [
+        ("2.95.11", True),
+        ("v2.0.0", True),
+        ("3.21.9", True),
+        ("3.22", False),
+        ("3.22.0", False),
+        ("4.16.0", False),
+        ("", False),
+        ("latest", False),
+    ],
+)
+def test_predates_otlp(version: str, old: bool) -> None:
+    assert predates_otlp(version) is old
 
 
 async def _failure(client: LangfuseClient, pk: str, sk: str) -> LangfuseCheckError:

@@ -9,6 +9,8 @@ import pytest
 from openwebui_langfuse.clients.openwebui import OpenAIConfig
 from openwebui_langfuse.connection import (
     find_connection,
+    import_merges,
+    parse_version,
     plan_registration,
     plan_removal,
     plan_usage_capability,
@@ -280,3 +282,27 @@ def test_usage_capability_set_to_false_by_a_person_is_turned_on() -> None:
     desired = plan_usage_capability({"DEFAULT_MODEL_METADATA": {"capabilities": {"usage": False}}})
     assert desired is not None
     assert desired["DEFAULT_MODEL_METADATA"] == {"capabilities": {"usage": True}}
+
+
+@pytest.mark.parametrize(
+    ("version", "parsed", "merges"),
+    [
+        ("0.12.4", (0, 12, 4), True),
+        ("0.10.0", (0, 10, 0), True),
+        ("v0.11.1", (0, 11, 1), True),
+        ("0.10", (0, 10, 0), True),
+        ("0.12.4-dev", (0, 12, 4), True),
+        ("1.0.0", (1, 0, 0), True),
+        ("0.9.6", (0, 9, 6), False),  # the last single-blob config: import replaced it all
+        ("0.9.5", (0, 9, 5), False),
+        ("0.6.43", (0, 6, 43), False),
+        ("", None, False),
+        ("dev", None, False),
+        (None, None, False),
+    ],
+)
+def test_config_import_merges_from_0_10(
+    version: str | None, parsed: tuple[int, int, int] | None, merges: bool
+) -> None:
+    assert parse_version(version) == parsed
+    assert import_merges(version) is merges

@@ -5,6 +5,13 @@ The fake keeps Open WebUI 0.12.4's semantics that matter here (docs/upstream/ope
 proxy"): the update stores what it is sent, dropping non-index config keys; a
 connection counts as Pipelines when it is enabled, has no ``model_ids`` and its key is the
 Pipelines key. The real server is exercised in tests/integration/test_openwebui_connection.py.
+
+It can also answer like several uvicorn workers (or replicas) of one Open WebUI 0.12.4
+(docs/upstream/open-webui.md, "Persistent config"): the database (flat config keys, the users'
+``info``) is shared, but each worker has its own memory, which holds every ``oauth.*`` key it
+was sent and, with persistent config off, every config write, the OpenAI connections included.
+``routing`` says which worker serves what: each pass (one client, one kept-alive connection, as
+with uvicorn's workers) or each request, alternating.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from openwebui_langfuse.clients.openwebui import ApiKeyAuth, OpenWebUIClient
 from openwebui_langfuse.connection import (
     MAX_WRITE_ATTEMPTS,
     ConnectionOutcome,
+    PersistenceJudgement,
     judge_persistence,
     remove_connection,
     remove_connection_with,
@@ -33,9 +41,17 @@ PIPELINES_KEY = "pipelines-key-secret"
 FILTER = "lft_ns_demo"
 
 
+BOOT_OPENAI: dict[str, Any] = {  # what a worker with persistent config off starts from (env)
+    "ENABLE_OPENAI_API": True,
+    "OPENAI_API_BASE_URLS": [],
+    "OPENAI_API_KEYS": [],
+    "OPENAI_API_CONFIGS": {},
+}
+
+
 class FakeOpenWebUI:
-    def __init__(self) -> None:
-        self.openai: dict[str, Any] = {
+    def __init__(self, workers: int = 1) -> None:
+        self._openai: dict[str, Any] = {
             "ENABLE_OPENAI_API": True,
             "OPENAI_API_BASE_URLS": ["http://other:1/v1"],
             "OPENAI_API_KEYS": ["other-key"],
@@ -48,36 +64,87 @@ class FakeOpenWebUI:
             "DEFAULT_MODEL_METADATA": {"capabilities": {"vision": False}},
             "DEFAULT_MODEL_PARAMS": {},
         }
-        self.store: dict[str, Any] = {}  # flat config keys written through /configs/import
+        self.version: str | None = "0.12.4"  # GET /api/version; None: the route answers 404
+        self.db: dict[str, Any] = {}  # flat config keys written through /configs/import
         self.user_info: dict[str, Any] | None = None
-        self.persistent = True
+        self._persistent = True
+        self.workers = workers
+        self.routing = "pass"  # "pass": one worker per client, in turn; "request": alternating
+        self.memory: list[dict[str, Any]] = [{} for _ in range(workers)]  # per worker
+        self.worker_openai: list[dict[str, Any] | None] = [None] * workers  # persistence off
+        self._passes = 0
+        self._requests = 0
         self.filters: list[str] = [FILTER]
         self.writes: list[str] = []
         self.after_config_read: Callable[[], None] | None = None
         self.fail: int | None = None
         self.refreshes = 0  # GET /api/models?refresh=true: every provider asked again
 
+    @property
+    def persistent(self) -> bool:
+        return self._persistent
+
+    @persistent.setter
+    def persistent(self, value: bool) -> None:  # set before the first pass: "how it booted"
+        self._persistent = value
+        if not value:
+            self.worker_openai = [copy.deepcopy(self._openai) for _ in range(self.workers)]
+
+    @property
+    def openai(self) -> dict[str, Any]:
+        """The OpenAI config worker 0 serves (the only one, unless the test made several)."""
+        return self.openai_of(0)
+
+    @openai.setter
+    def openai(self, value: dict[str, Any]) -> None:
+        self.set_openai(0, value)
+
+    def openai_of(self, worker: int) -> dict[str, Any]:
+        view = self.worker_openai[worker]
+        return self._openai if self.persistent or view is None else view
+
+    def set_openai(self, worker: int, value: dict[str, Any]) -> None:
+        if self.persistent:
+            self._openai = value
+        else:
+            self.worker_openai[worker] = value
+
+    @property
+    def store(self) -> dict[str, Any]:
+        """The flat config keys worker 0 serves."""
+        return self.config_of(0)
+
+    def config_of(self, worker: int) -> dict[str, Any]:
+        return {**(self.db if self.persistent else {}), **self.memory[worker]}
+
     def restart(self) -> None:
-        """What a restart loses: oauth.* always; with persistence off every API write."""
-        self.store = {k: v for k, v in self.store.items() if not k.startswith("oauth.")}
+        """Every worker restarts: its memory is gone (oauth.*, and with persistence off every
+        API write: it starts from its environment again)."""
+        self.memory = [{} for _ in range(self.workers)]
         if not self.persistent:
-            self.store = {}
-            self.openai = {
-                "ENABLE_OPENAI_API": True,
-                "OPENAI_API_BASE_URLS": [],
-                "OPENAI_API_KEYS": [],
-                "OPENAI_API_CONFIGS": {},
-            }
+            self.worker_openai = [copy.deepcopy(BOOT_OPENAI) for _ in range(self.workers)]
 
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+        """One client's transport: with ``routing == "pass"`` all its requests go to one
+        worker, the next client's to the next worker."""
+        worker = self._passes % self.workers
+        self._passes += 1
 
-    def pipelines_idxs(self) -> list[int]:
+        def handle(request: httpx.Request) -> httpx.Response:
+            if self.routing == "pass":
+                return self.handle(request, worker)
+            self._requests += 1
+            return self.handle(request, (self._requests - 1) % self.workers)
+
+        return httpx.MockTransport(handle)
+
+    def pipelines_idxs(self, worker: int = 0) -> list[int]:
         found = []
-        for idx, url in enumerate(self.openai["OPENAI_API_BASE_URLS"]):
-            keys = self.openai["OPENAI_API_KEYS"]
+        openai = self.openai_of(worker)
+        for idx, url in enumerate(openai["OPENAI_API_BASE_URLS"]):
+            keys = openai["OPENAI_API_KEYS"]
             key = keys[idx] if idx < len(keys) else ""
-            entry = self.openai["OPENAI_API_CONFIGS"].get(str(idx), {})
+            entry = openai["OPENAI_API_CONFIGS"].get(str(idx), {})
             if (
                 url == PIPELINES
                 and key == PIPELINES_KEY
@@ -87,14 +154,18 @@ class FakeOpenWebUI:
                 found.append(idx)
         return found
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def handle(self, request: httpx.Request, worker: int = 0) -> httpx.Response:
         if self.fail is not None:
             return httpx.Response(self.fail, text="boom")
+        if (request.method, request.url.path) == ("GET", "/api/version"):  # no auth needed
+            if self.version is None:
+                return httpx.Response(404, json={"detail": "Not Found"})
+            return httpx.Response(200, json={"version": self.version, "deployment_id": ""})
         if request.headers.get("authorization") != f"Bearer {ADMIN_KEY}":
             return httpx.Response(401, json={"detail": "Not authenticated"})
         path, method = request.url.path, request.method
         if (method, path) == ("GET", "/openai/config"):
-            answer = httpx.Response(200, json=copy.deepcopy(self.openai))
+            answer = httpx.Response(200, json=copy.deepcopy(self.openai_of(worker)))
             if self.after_config_read is not None:
                 self.after_config_read()
             return answer
@@ -105,7 +176,7 @@ class FakeOpenWebUI:
             body["OPENAI_API_CONFIGS"] = {
                 k: v for k, v in body["OPENAI_API_CONFIGS"].items() if k in map(str, range(n))
             }
-            self.openai = body
+            self.set_openai(worker, body)
             self.writes.append("openai")
             return httpx.Response(200, json=body)
         if (method, path) == ("GET", "/api/models"):
@@ -113,12 +184,12 @@ class FakeOpenWebUI:
                 self.refreshes += 1
             return httpx.Response(200, json={"data": []})
         if (method, path) == ("GET", "/api/v1/pipelines/list"):
-            urls = self.openai["OPENAI_API_BASE_URLS"]
-            data = [{"url": urls[i], "idx": i} for i in self.pipelines_idxs()]
+            urls = self.openai_of(worker)["OPENAI_API_BASE_URLS"]
+            data = [{"url": urls[i], "idx": i} for i in self.pipelines_idxs(worker)]
             return httpx.Response(200, json={"data": data})
         if method == "GET" and path.startswith("/openai/models/"):
             idx = int(path.rsplit("/", 1)[1])
-            if idx not in self.pipelines_idxs():
+            if idx not in self.pipelines_idxs(worker):
                 return httpx.Response(500, json={"detail": "Unexpected error"})
             data = [{"id": f, "pipeline": {"type": "filter"}} for f in self.filters]
             return httpx.Response(200, json={"data": data, "pipelines": True})
@@ -130,12 +201,16 @@ class FakeOpenWebUI:
             return httpx.Response(200, json=self.models_config)
         if method == "GET" and path.startswith("/api/v1/configs/namespace/"):
             prefix = path.rsplit("/", 1)[1] + "."
-            found = {k: v for k, v in self.store.items() if k.startswith(prefix)}
+            found = {k: v for k, v in self.config_of(worker).items() if k.startswith(prefix)}
             return httpx.Response(200, json=found)
         if (method, path) == ("POST", "/api/v1/configs/import"):
-            self.store.update(json.loads(request.content)["config"])
+            for key, value in json.loads(request.content)["config"].items():
+                if self.persistent and not key.startswith("oauth."):
+                    self.db[key] = value
+                else:
+                    self.memory[worker][key] = value
             self.writes.append("import")
-            return httpx.Response(200, json=self.store)
+            return httpx.Response(200, json=self.config_of(worker))
         if (method, path) == ("GET", "/api/v1/users/user/info"):
             # A fresh account's info is null (json=None would send no body at all).
             return httpx.Response(200, text=json.dumps(self.user_info))
@@ -210,11 +285,24 @@ async def test_models_are_refreshed_only_when_chats_may_not_see_the_filter(
     assert owui.refreshes == 1
     await sync(owui, refresh=True)  # the caller (re)installed the filter
     assert owui.refreshes == 2
-    owui.restart()  # a restarted Open WebUI rebuilt its model list: refreshed once more
+    # A restart that kept the connection is no reason: Open WebUI starts with an empty model
+    # list and builds it on first use (main.py chat_completion), with the filter in it.
+    owui.restart()
     await sync(owui, refresh=False)
-    assert owui.refreshes == 3
+    assert owui.refreshes == 2
+
+
+async def test_models_are_refreshed_when_a_restart_lost_the_connection(
+    owui: FakeOpenWebUI,
+) -> None:
+    owui.persistent = False
     await sync(owui, refresh=False)
-    assert owui.refreshes == 3
+    assert owui.refreshes == 1
+    owui.restart()  # the connection is gone: re-registered, and the models refreshed with it
+    await sync(owui, refresh=False)
+    assert owui.refreshes == 2
+    await sync(owui, refresh=False)
+    assert owui.refreshes == 2
 
 
 async def test_usage_capability_off_leaves_the_defaults_alone(owui: FakeOpenWebUI) -> None:
@@ -264,7 +352,7 @@ async def test_a_config_that_never_settles_is_not_written(owui: FakeOpenWebUI) -
 
 
 async def test_pipelines_not_detected(owui: FakeOpenWebUI) -> None:
-    owui.pipelines_idxs = lambda: []  # type: ignore[method-assign]
+    owui.pipelines_idxs = lambda worker=0: []  # type: ignore[method-assign]
     outcome = await sync(owui, usage=False)
     assert (outcome.registered, outcome.reason, outcome.temporary, outcome.wrote) == (
         False,
@@ -372,26 +460,161 @@ async def test_persistence_is_judged_at_a_restart(
     assert (after.registered, after.reason, after.wrote, after.temporary) == (
         True,
         reason,
-        True,  # re-registered (when lost) and probe re-armed
+        not persistent,  # only a loss is written again: the connection and the probes
         False,
     )
     steady = await sync(owui)
     assert (steady.reason, steady.wrote) == (reason, False)  # sticky, and no writes
+    owui.restart()
+    again = await sync(owui)
+    assert (again.reason, again.wrote) == (reason, not persistent)
 
 
 @pytest.mark.parametrize(
-    ("persistence_probe", "restart_probe", "record", "verdict", "rearm"),
+    ("persistence_probe", "restart_probe", "record", "verdict", "probes", "record_write"),
     [
-        (None, None, None, "unknown", True),
-        ("n1", "n1", {"nonce": "n1", "verdict": "unknown"}, "unknown", False),
-        ("n1", "n1", {"nonce": "n1", "verdict": "lost"}, "lost", False),
-        ("n1", None, {"nonce": "n1", "verdict": "unknown"}, "persistent", True),
-        (None, None, {"nonce": "n1", "verdict": "persistent"}, "lost", True),
-        (None, "n1", {"nonce": "n1", "verdict": "persistent"}, "lost", False),
-        ("n1", "n1", {"nonce": "n1", "verdict": "bogus"}, "unknown", False),
+        # Never armed: arm.
+        (None, None, None, "unknown", True, True),
+        ("n0", "n0", None, "unknown", True, True),  # another account's probes: arm our record
+        # Both probes there: the process that took the write; the verdict is kept.
+        ("n1", "n1", {"nonce": "n1", "verdict": "unknown"}, "unknown", False, False),
+        ("n1", "n1", {"nonce": "n1", "verdict": "lost"}, "lost", False, False),
+        ("n1", "n1", {"nonce": "n1", "verdict": "persistent"}, "persistent", False, False),
+        ("n1", "n1", {"nonce": "n1", "verdict": "bogus"}, "unknown", False, False),
+        # The persistence probe without the restart probe: read from the database. A restart,
+        # or just another worker: no write for it (that re-arming was issue 14's bug).
+        ("n1", None, {"nonce": "n1", "verdict": "unknown"}, "persistent", False, False),
+        ("n1", None, {"nonce": "n1", "verdict": "persistent"}, "persistent", False, False),
+        # Another account's restart probe in this process's memory: the same process.
+        ("n1", "n0", {"nonce": "n1", "verdict": "unknown"}, "unknown", False, False),
+        ("n1", None, {"nonce": "n1", "verdict": "lost"}, "persistent", False, True),
+        # Another account's nonce proves the same (compared by presence).
+        ("n2", "n2", {"nonce": "n1", "verdict": "unknown"}, "unknown", False, False),
+        # The persistence probe gone: lost; written again (the record only on the way in).
+        (None, None, {"nonce": "n1", "verdict": "persistent"}, "lost", True, True),
+        (None, "n1", {"nonce": "n1", "verdict": "unknown"}, "lost", True, True),
+        (None, None, {"nonce": "n1", "verdict": "lost"}, "lost", True, False),
     ],
 )
 def test_judge_persistence(
-    persistence_probe: object, restart_probe: object, record: object, verdict: str, rearm: bool
+    persistence_probe: object,
+    restart_probe: object,
+    record: object,
+    verdict: str,
+    probes: bool,
+    record_write: bool,
 ) -> None:
-    assert judge_persistence(persistence_probe, restart_probe, record) == (verdict, rearm)
+    assert judge_persistence(persistence_probe, restart_probe, record) == PersistenceJudgement(
+        verdict, write_probes=probes, write_record=record_write
+    )
+
+
+# -- several workers or replicas ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("routing", ["pass", "request"])
+async def test_two_workers_with_persistent_config_cost_no_write_at_a_resync(routing: str) -> None:
+    """Each worker has its own memory, so the restart probe is seen by one and missing on the
+    other: that reading is what a restart looks like, and must not re-arm the probe (issue 14:
+    a write, a Synced Event and a status patch on most resyncs)."""
+    owui = FakeOpenWebUI(workers=2)
+    owui.routing = routing
+    first = await sync(owui)
+    assert (first.reason, first.wrote) == ("Registered", True)
+    armed = list(owui.writes)
+    assert armed == ["openai", "models", "import", "user_info"]
+    for _ in range(10):
+        outcome = await sync(owui)
+        assert (outcome.registered, outcome.reason, outcome.wrote) == (True, "Registered", False)
+    assert owui.writes == armed  # 10 resyncs, 0 writes
+
+
+async def test_a_restart_of_two_persistent_workers_costs_no_write() -> None:
+    owui = FakeOpenWebUI(workers=2)
+    await sync(owui)
+    owui.restart()
+    armed = list(owui.writes)
+    for _ in range(4):
+        outcome = await sync(owui)
+        assert (outcome.reason, outcome.wrote) == ("Registered", False)
+    assert owui.writes == armed
+
+
+async def test_two_workers_with_persistent_config_off_are_reported_and_settle() -> None:
+    """Persistent config off: each worker keeps only what it was sent itself. The second
+    worker lacks the connection and the probe: lost (no restart needed to see it). Once each
+    worker holds both, resyncs write nothing, and the verdict stays."""
+    owui = FakeOpenWebUI(workers=2)
+    owui.persistent = False
+    first = await sync(owui)  # worker 0
+    assert (first.reason, first.wrote) == ("Registered", True)
+    second = await sync(owui)  # worker 1: its memory has neither the connection nor the probe
+    assert (second.registered, second.reason, second.wrote) == (
+        True,
+        "PersistentConfigDisabled",
+        True,
+    )
+    assert "another of its workers" in second.message
+    settled = list(owui.writes)
+    for _ in range(10):
+        outcome = await sync(owui)
+        assert (outcome.reason, outcome.wrote) == ("PersistentConfigDisabled", False)
+    assert owui.writes == settled
+    # One nonce for both workers: re-arming never invalidates what the other worker holds.
+    assert owui.config_of(0) == owui.config_of(1)
+
+
+async def test_lost_clears_at_the_first_restart_that_keeps_the_probe(
+    owui: FakeOpenWebUI,
+) -> None:
+    owui.persistent = False
+    await sync(owui)
+    owui.restart()
+    assert (await sync(owui)).reason == "PersistentConfigDisabled"
+    owui.persistent = True  # someone turns persistent config on: it takes a restart
+    owui.restart()
+    # What was written while it was off lived in memory only: still missing, written again,
+    # this time into the database.
+    assert (await sync(owui)).reason == "PersistentConfigDisabled"
+    owui.restart()
+    kept = await sync(owui)  # the probe survived a restart
+    assert (kept.reason, kept.wrote) == ("Registered", True)  # the record leaves "lost"
+    steady = await sync(owui)
+    assert (steady.reason, steady.wrote) == ("Registered", False)
+
+
+# -- versions whose config import replaces everything ---------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["0.9.5", "0.6.43", None, "dev"])
+async def test_no_config_import_below_the_version_that_merges(
+    owui: FakeOpenWebUI, version: str | None
+) -> None:
+    """Up to 0.9.x ``/api/v1/configs/import`` replaced the whole stored config; a version the
+    operator cannot read counts as such."""
+    owui.version = version
+    seen: list[str] = []
+    handle = owui.handle
+
+    def recording(request: httpx.Request, worker: int = 0) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return handle(request, worker)
+
+    owui.handle = recording  # type: ignore[method-assign]
+    for _ in range(3):
+        outcome = await sync(owui)
+        assert (outcome.registered, outcome.reason) == (True, "Registered")
+    assert "import" not in owui.writes
+    assert owui.writes == ["openai", "models"]
+    assert not [s for s in seen if "/configs/import" in s or "/configs/namespace" in s]
+    assert not [s for s in seen if "/users/user/info" in s]
+    assert owui.db == {} and owui.user_info is None
+
+
+@pytest.mark.parametrize("version", ["0.10.0", "0.12.4", "v0.11.1", "1.0"])
+async def test_the_probe_is_armed_from_the_version_that_merges(
+    owui: FakeOpenWebUI, version: str
+) -> None:
+    owui.version = version
+    await sync(owui)
+    assert "import" in owui.writes

@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 from openwebui_langfuse import reconcile as rc
 from openwebui_langfuse import targets
-from openwebui_langfuse.clients.langfuse import LangfuseCheck, LangfuseCheckError, LangfuseProject
+from openwebui_langfuse.clients.langfuse import (
+    IngestionMode,
+    LangfuseCheck,
+    LangfuseCheckError,
+    LangfuseProject,
+)
 from openwebui_langfuse.clients.pipelines import (
     PipelineInfo,
     PipelineNotFound,
@@ -111,6 +116,8 @@ class FakeLangfuse:
         self.error: LangfuseCheckError | None = None
         self.good = ("pk-lf-1", SECRET)
         self.calls = 0
+        self.version = "3.100.0"
+        self.mode: IngestionMode = "otlp+legacy"
 
     def client(self, host: str) -> FakeLangfuse:
         return self
@@ -123,7 +130,7 @@ class FakeLangfuse:
             raise LangfuseCheckError(
                 "InvalidCredentials", "Langfuse rejected the keys (401)", temporary=False
             )
-        return LangfuseCheck(LangfuseProject("p1", "Project One"), "3.100.0", "otlp+legacy")
+        return LangfuseCheck(LangfuseProject("p1", "Project One"), self.version, self.mode)
 
 
 class DictReader:
@@ -558,3 +565,28 @@ async def test_the_well_known_pipelines_key_is_ready_with_a_warning(world: World
     world.reader.secrets[("ns", "pl")] = {"key": PIPELINES_KEY}  # a random key: no warning
     await world.run(spec())
     assert "warning" not in world.condition("Ready")["message"]
+
+
+async def test_a_langfuse_without_otlp_stops_only_the_bundled_filter(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-hosted Langfuse v2 refuses every span of the bundled (OTLP) filter: not Ready,
+    valves left alone. A filter of one's own may use the legacy SDK: Ready, with a warning."""
+    monkeypatch.setattr(rc, "bundled_filter_source", lambda: FILTER)
+    world.langfuse.version, world.langfuse.mode = "2.95.11", "legacy_only"
+    bundled = spec()
+    bundled["filter"] = {}
+    await world.run(bundled)
+    credentials = world.condition("CredentialsValid")
+    assert (credentials["status"], credentials["reason"]) == ("False", "OtlpNotSupported")
+    assert "Upgrade Langfuse to v3.22" in credentials["message"]
+    assert world.condition("Ready")["status"] == "False"
+    assert world.condition("Stalled")["status"] == "True"
+    assert ("valves", PID) not in world.pipelines.writes
+    assert world.status["langfuse"]["ingestionMode"] == "legacy_only"
+
+    await world.run(spec())  # configMap: the person's filter, perhaps on SDK v2
+    credentials = world.condition("CredentialsValid")
+    assert (credentials["status"], credentials["reason"]) == ("True", "Verified")
+    assert "no OTLP endpoint" in credentials["message"]
+    assert world.condition("Ready")["status"] == "True"

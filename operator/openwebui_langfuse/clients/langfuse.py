@@ -9,6 +9,14 @@ own backoff, and three silent attempts would triple the latency of a check. The 
 probe is plain httpx because the SDK (v5) has no call for the legacy trace list
 (docs/upstream/langfuse.md, "Reading data back").
 
+A server without the OTLP endpoint (self-hosted Langfuse v2, still common, and v3 before 3.22)
+is told by the version its health check reports: it has only ``/api/public/ingestion``, where
+filters on the legacy SDK (v2) send, and answers every span of the bundled filter (which sends
+OTLP to ``/api/public/otel/v1/traces``) with 404. The OTLP route itself is not probed: without
+credentials it answers 401 on any server that has it, but an authenticated request marks the
+project as an OTel user, and each probe would show up in the server's (and the stand-in's) log
+of ingestion requests at every resync.
+
 Every failure maps to its own ``reason`` (a condition reason) and says whether it is temporary.
 No response body, header or key ever reaches a message.
 """
@@ -16,6 +24,7 @@ No response body, header or key ever reaches a message.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,10 +36,34 @@ from langfuse.api.core import ApiError
 from langfuse.api.core.request_options import RequestOptions
 
 DEFAULT_TIMEOUT = 10.0
-IngestionMode = Literal["otlp+legacy", "events_only", "unknown"]
+IngestionMode = Literal["otlp+legacy", "legacy_only", "events_only", "unknown"]
 _NO_RETRIES: RequestOptions = {"max_retries": 0}
 # Fragment of the 404 a Langfuse v4 server in events_only mode answers on v1 read routes.
 _EVENTS_ONLY_MARKER = "events_only"
+#: First self-hosted Langfuse with the OTLP endpoint ``/api/public/otel`` (Langfuse's
+#: OpenTelemetry docs: "Self-Hosted … (v3.22.0+)"); every older server, v2 included, has only
+#: the legacy ``/api/public/ingestion``.
+OTLP_SINCE = (3, 22, 0)
+#: CredentialsValid reason for a server the bundled (OTLP) filter cannot send to.
+OTLP_NOT_SUPPORTED = "OtlpNotSupported"
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def predates_otlp(server_version: str) -> bool:
+    """True for a Langfuse version older than :data:`OTLP_SINCE`; False for a newer one and
+    for a version that cannot be read (no claim is made then)."""
+    match = _VERSION.match(server_version.strip())
+    if match is None:
+        return False
+    major, minor, patch = match.groups()
+    return (int(major), int(minor), int(patch or 0)) < OTLP_SINCE
+
+
+def ingestion_mode_for(server_version: str, probed: IngestionMode) -> IngestionMode:
+    """The ingestion mode from the server version and the events_only probe's answer."""
+    if probed != "events_only" and predates_otlp(server_version):
+        return "legacy_only"
+    return probed
 
 
 class LangfuseCheckError(Exception):
@@ -59,13 +92,39 @@ class LangfuseCheck:
 
     @property
     def warning(self) -> str:
-        """A note for the status message when the server drops what legacy filters send."""
+        """A note for the status message when the server drops what some filters send."""
         if self.ingestion_mode == "events_only":
             return (
                 "Langfuse runs in v4 events_only mode: only OTLP filters (such as the bundled "
                 "one) are traced; filters posting to /api/public/ingestion are dropped"
             )
+        if self.ingestion_mode == "legacy_only":
+            return (
+                f"Langfuse {self.server_version} has no OTLP endpoint (self-hosted Langfuse "
+                "has one from v3.22.0): only filters on the legacy SDK, posting to "
+                "/api/public/ingestion, are traced; the bundled filter's spans are refused"
+            )
         return ""
+
+    def refusal(self, *, sends_otlp: bool) -> LangfuseCheckError | None:
+        """The failure to report instead of success when the filter cannot deliver here.
+
+        ``sends_otlp``: the filter sends OTLP (the bundled one does, on either target). A
+        filter of the person's own (``url``, ``configMap``) may use the legacy SDK and work,
+        so for it the check passes with :attr:`warning`.
+        """
+        if not (sends_otlp and self.ingestion_mode == "legacy_only"):
+            return None
+        return LangfuseCheckError(
+            OTLP_NOT_SUPPORTED,
+            f"keys open project {self.project.name!r}, but Langfuse {self.server_version} has "
+            "no OTLP endpoint (/api/public/otel; self-hosted Langfuse has one from v3.22.0), "
+            "and the bundled filter sends its traces there: none would arrive. Upgrade "
+            "Langfuse to v3.22 or later, or use a filter on the legacy SDK instead "
+            "(spec.filter.source: url with the Open WebUI filter of Langfuse's guide, "
+            "langfuse_filter_pipeline.py)",
+            temporary=False,
+        )
 
 
 class LangfuseClient:
@@ -196,7 +255,10 @@ class LangfuseClient:
         return "unknown"
 
     async def check(self, public_key: str, secret_key: str) -> LangfuseCheck:
-        """Health, credentials and ingestion mode, concurrently (they are independent)."""
+        """Health, credentials and ingestion mode, concurrently (they are independent).
+
+        ``legacy_only`` (no OTLP endpoint) comes from the version the health check reports.
+        """
         version, project, mode = await asyncio.gather(
             self.server_version(),
             self.project(public_key, secret_key),
@@ -208,8 +270,9 @@ class LangfuseClient:
             raise project
         if isinstance(version, BaseException):
             raise version
+        probed: IngestionMode = "unknown" if isinstance(mode, BaseException) else mode
         return LangfuseCheck(
             project=project,
             server_version=version,
-            ingestion_mode="unknown" if isinstance(mode, BaseException) else mode,
+            ingestion_mode=ingestion_mode_for(version, probed),
         )

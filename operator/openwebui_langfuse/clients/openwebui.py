@@ -45,6 +45,7 @@ CONFIG_IMPORT_PATH = "/api/v1/configs/import"
 CONFIG_NAMESPACE_PATH = "/api/v1/configs/namespace"
 USER_INFO_PATH = "/api/v1/users/user/info"
 USER_INFO_UPDATE_PATH = "/api/v1/users/user/info/update"
+VERSION_PATH = "/api/version"
 
 #: What a password sign-in of a non-admin account raises (OpenWebUIUnauthorized) with.
 NOT_ADMIN_MESSAGE = "the signed-in account is not an admin"
@@ -244,6 +245,27 @@ class OpenWebUIClient:
         await self._http.aclose()
 
     # -- the calls the operator makes ---------------------------------------------------------
+
+    async def get_version(self) -> str | None:
+        """``GET /api/version`` (no auth needed): the server's version, e.g. ``"0.12.4"``.
+
+        None when the answer names none (a 4xx, or not the expected JSON): callers treat an
+        unknown version as one they cannot rely on. 5xx, 429 and transport failures raise as
+        for every other call.
+        """
+        what = f"GET {VERSION_PATH}"
+        response = await self._send("GET", VERSION_PATH, what)
+        status = response.status_code
+        if status >= 500 or status == 429:
+            _raise_for_status(response, what)
+        if not 200 <= status < 300:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        version = body.get("version") if isinstance(body, dict) else None
+        return version if isinstance(version, str) and version else None
 
     async def get_openai_config(self) -> OpenAIConfig:
         """``GET /openai/config``: every OpenAI-API connection, its key and its config."""

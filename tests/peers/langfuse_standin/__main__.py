@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         help="behave like a Langfuse v4 server in events_only write mode",
     )
     parser.add_argument(
+        "--no-otlp",
+        action="store_true",
+        help="no OTLP endpoint, like a self-hosted Langfuse v2 (also pass --version 2.95.11)",
+    )
+    parser.add_argument(
         "--failure", choices=sorted(FAILURE_MODES), help="start with this failure switch on"
     )
     parser.add_argument(
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     standin = LangfuseStandIn(port=args.port, version=args.version)
     standin.events_only = args.events_only
+    standin.otlp = not args.no_otlp
     standin.set_failure(args.failure)
     if args.slow_seconds is not None:
         standin.slow_seconds = args.slow_seconds

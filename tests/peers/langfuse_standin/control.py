@@ -26,6 +26,7 @@ def describe(state: StandInState) -> dict[str, Any]:
         "healthFailure": switches.health_failure,
         "slowSeconds": switches.slow_seconds,
         "eventsOnly": switches.events_only,
+        "otlp": switches.otlp,
         "projects": [
             {"publicKey": p.public_key, "projectId": p.project_id, "name": p.name}
             for p in state.keys.projects()
@@ -44,6 +45,8 @@ def apply_switches(state: StandInState, document: dict[str, Any]) -> None:
         switches.slow_seconds = float(document["slowSeconds"])
     if "eventsOnly" in document:
         switches.events_only = bool(document["eventsOnly"])
+    if "otlp" in document:
+        switches.otlp = bool(document["otlp"])
     if "version" in document:
         switches.version = str(document["version"])
 

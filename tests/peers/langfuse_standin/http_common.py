@@ -15,6 +15,17 @@ HTML_PAGE = (
 )
 
 
+# What Next.js (the Langfuse web app) answers for a route it does not have.
+NOT_FOUND_PAGE = (
+    "<!DOCTYPE html><html><head><title>404: This page could not be found</title></head>"
+    "<body><h1>404</h1><h2>This page could not be found.</h2></body></html>"
+)
+
+
+def not_found_page() -> web.Response:
+    return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html")
+
+
 def json_response(status: int, body: Any) -> web.Response:
     return web.json_response(body, status=status)
 

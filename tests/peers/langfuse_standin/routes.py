@@ -17,6 +17,7 @@ from .http_common import (
     decompress,
     html_response,
     json_response,
+    not_found_page,
     query_int,
     read_json,
 )
@@ -113,6 +114,8 @@ async def method_not_allowed(request: web.Request) -> web.Response:
 
 
 async def otel_traces(request: web.Request) -> web.Response:
+    if not _state(request).switches.otlp:
+        return not_found_page()  # no such route on a server before OTLP ingestion
     authorized = await _authorize(request)
     if isinstance(authorized, web.Response):
         return authorized

@@ -228,6 +228,15 @@ class LangfuseStandIn:
     def events_only(self, value: bool) -> None:
         self.state.switches.events_only = value
 
+    @property
+    def otlp(self) -> bool:
+        """False: no OTLP endpoint (a Langfuse v2); pair it with a version such as 2.95.11."""
+        return self.state.switches.otlp
+
+    @otlp.setter
+    def otlp(self, value: bool) -> None:
+        self.state.switches.otlp = value
+
     # --- reads --------------------------------------------------------------------------
 
     def traces(self, project_id: str | None = None) -> list[dict[str, Any]]:

@@ -36,6 +36,9 @@ class Switches:
     # Langfuse v4's default write mode: legacy ingestion rejects traces per event and the
     # v1 read endpoints answer 404 before auth.
     events_only: bool = False
+    # False: a server without the OTLP endpoint (self-hosted Langfuse v2, or v3 before 3.22):
+    # its web app has no such route and answers 404, before any auth.
+    otlp: bool = True
 
 
 @dataclass
