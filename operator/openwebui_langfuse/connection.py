@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+
 from openwebui_langfuse.clients.openwebui import (
     ApiKeyAuth,
     CredentialsAuth,
@@ -63,6 +65,7 @@ from openwebui_langfuse.clients.openwebui import (
     OpenWebUIUnauthorized,
     OpenWebUIUnreachable,
     TokenCache,
+    open_webui_pool,
 )
 
 __all__ = [
@@ -468,6 +471,7 @@ class OpenWebUIConnections:
 
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
+        self._pools: dict[str, httpx.AsyncClient] = {}
 
     def auth(
         self, api_key: str | None, email: str | None, password: str | None
@@ -487,30 +491,36 @@ class OpenWebUIConnections:
         pipeline_id: str,
         refresh_models: bool,
     ) -> ConnectionOutcome:
-        return await sync_connection(
-            openwebui_url=openwebui_url,
-            auth=auth,
-            connection_url=connection_url,
-            pipelines_key=pipelines_key,
-            usage_capability=usage_capability,
-            pipeline_id=pipeline_id,
-            refresh_models=refresh_models,
-            timeout=self._timeout,
-        )
+        async with self.client(openwebui_url, auth) as client:
+            return await sync_connection_with(
+                client,
+                connection_url=connection_url,
+                pipelines_key=pipelines_key,
+                usage_capability=usage_capability,
+                pipeline_id=pipeline_id,
+                refresh_models=refresh_models,
+            )
 
     def client(self, openwebui_url: str, auth: ApiKeyAuth | CredentialsAuth) -> OpenWebUIClient:
-        """A client of that Open WebUI for several calls (``async with``; the Function target)."""
-        return OpenWebUIClient(openwebui_url, auth, timeout=self._timeout, token_cache=_TOKENS)
+        """A client of that Open WebUI for a few calls (``async with``), on the one pool this
+        process keeps per Open WebUI URL: passes reuse its connections instead of opening new
+        ones (and a TLS context) each time."""
+        url = openwebui_url.rstrip("/")
+        pool = self._pools.get(url)
+        if pool is None or pool.is_closed:
+            pool = self._pools[url] = open_webui_pool(url, self._timeout)
+        return OpenWebUIClient(url, auth, timeout=self._timeout, token_cache=_TOKENS, http=pool)
 
     async def remove(
         self, *, openwebui_url: str, auth: ApiKeyAuth | CredentialsAuth, connection_url: str
     ) -> ConnectionOutcome:
-        return await remove_connection(
-            openwebui_url=openwebui_url,
-            auth=auth,
-            connection_url=connection_url,
-            timeout=self._timeout,
-        )
+        async with self.client(openwebui_url, auth) as client:
+            return await remove_connection_with(client, connection_url=connection_url)
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
 
 
 async def sync_connection_with(

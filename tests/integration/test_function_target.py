@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -40,6 +40,7 @@ from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.open_webui import OpenWebUI
 
 pytestmark = pytest.mark.world
+T = TypeVar("T")
 
 NAMESPACE = "team-a"
 PIPE_ID = "owl_target_echo"
@@ -142,19 +143,27 @@ class Operator:
         return asyncio.run(self._pass())
 
     async def _pass(self) -> float:
+        return await self._in_own_loop(
+            self.runtime.pass_once(self.worker, self.body(), self.reader())
+        )
+
+    async def _in_own_loop(self, step: Awaitable[T]) -> T:
         try:
-            return await self.runtime.pass_once(self.worker, self.body(), self.reader())
-        finally:
+            return await step
+        finally:  # each step runs in an event loop of its own: its pools go with it
+            await self.runtime.probes.aclose()
+            await self.runtime.open_webui.aclose()
             await self.runtime.http.aclose()
             self.runtime.http = httpx.AsyncClient(timeout=10)
 
     def delete(self) -> CleanupResult:
-        async def clean() -> CleanupResult:
-            return await self.runtime.cleanup(
-                self.body(), self.reader(), filter_shared=False, connection_shared=False
+        return asyncio.run(
+            self._in_own_loop(
+                self.runtime.cleanup(
+                    self.body(), self.reader(), filter_shared=False, connection_shared=False
+                )
             )
-
-        return asyncio.run(clean())
+        )
 
     def condition(self, type_: str) -> dict[str, Any]:
         status = self.worker.status or {}

@@ -196,6 +196,18 @@ class TokenCache:
         self._tokens.pop((base_url, auth.email), None)
 
 
+def open_webui_pool(
+    base_url: str, timeout: float, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The HTTP pool of one Open WebUI (no redirects followed: a login page is no answer)."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        timeout=httpx.Timeout(timeout),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
 class OpenWebUIClient:
     """One Open WebUI server, one admin identity. Use as ``async with``.
 
@@ -213,7 +225,10 @@ class OpenWebUIClient:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         token_cache: TokenCache | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
+        """``http``: a pool of this Open WebUI's URL (its ``base_url``) that outlives the client
+        and is reused by the next one; otherwise the client has a pool of its own."""
         self._auth = auth
         self._base_url = base_url.rstrip("/")
         self._token_cache = token_cache
@@ -223,12 +238,8 @@ class OpenWebUIClient:
             self._token = auth.api_key
         else:
             self._token = token_cache.get(self._base_url, auth) if token_cache else None
-        self._http = httpx.AsyncClient(
-            base_url=self._base_url,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._owns_http = http is None
+        self._http = http or open_webui_pool(self._base_url, timeout, transport=transport)
 
     async def __aenter__(self) -> OpenWebUIClient:
         return self
@@ -242,7 +253,8 @@ class OpenWebUIClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     # -- the calls the operator makes ---------------------------------------------------------
 
