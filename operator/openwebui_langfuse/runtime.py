@@ -163,6 +163,9 @@ class Runtime:
         self._locks: dict[str, asyncio.Lock] = {}
         # A restarted Pipelines or Open WebUI wakes its resources at once (probes.py).
         self.probes = UpstreamProbes(self.http, lambda key: self.wake(*key))
+        # One HTTP pool per Open WebUI URL, reused by every pass (the Pipelines and Langfuse
+        # clients share ``http``).
+        self.open_webui = OpenWebUIConnections(settings.http_timeout)
         self.upstreams = Upstreams(
             pipelines=lambda url, key: PipelinesClient(
                 url, key, http=self.http, timeout=settings.http_timeout
@@ -171,7 +174,7 @@ class Runtime:
                 host, http=self.http, timeout=settings.http_timeout
             ),
             download=self.download,
-            connection=OpenWebUIConnections(settings.http_timeout),
+            connection=self.open_webui,
             lock_for=self.lock_for,
         )
 
@@ -199,6 +202,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.probes.aclose()
+        await self.open_webui.aclose()
         await self.http.aclose()
         if self.kube is not None:
             await self.kube.aclose()
