@@ -83,6 +83,7 @@ class OtlpCapture(LoopbackHTTPServer):
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                     "body": json.loads(raw),
+                    "body_bytes": len(raw),  # after gunzip: what a request limit applies to
                     "public_key": capture._public_key_of(self.headers.get("Authorization")),
                 }
                 status = capture.status

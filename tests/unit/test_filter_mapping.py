@@ -115,10 +115,32 @@ def test_environment_is_made_acceptable_to_langfuse(
     assert module.sanitized_environment(given) == sent
 
 
-def test_long_text_is_cut_with_a_marker(module: ModuleType) -> None:
-    text = "x" * (module.MAX_TEXT_CHARS + 10)
+def test_long_text_is_cut_to_its_byte_limit_with_a_marker(module: ModuleType) -> None:
+    text = "x" * (module.MAX_TEXT_BYTES + 10)
     cut = module.cut(text)
-    assert len(cut) < len(text) + 100 and cut.endswith("[truncated 10 characters]")
+    kept = cut.partition("... [truncated ")[0]
+    assert text.startswith(kept) and len(kept) > module.MAX_TEXT_BYTES - 100
+    assert cut.endswith(f"[truncated {len(text) - len(kept)} characters]")
+    assert len(cut.encode()) <= module.MAX_TEXT_BYTES
+
+
+@pytest.mark.parametrize("unit", ["é", "日", "🙂", "aé"])
+def test_text_is_cut_in_utf8_bytes_without_splitting_a_character(
+    module: ModuleType, unit: str
+) -> None:
+    limit = 1_000
+    size = len(unit.encode())
+    fits = unit * (limit // size)
+    assert module.cut(fits, limit) is fits  # exactly at the limit: unchanged
+    assert module.utf8_size_bound(fits) >= len(fits.encode())
+    over = unit * (limit // size + 1)
+    cut = module.cut(over, limit)
+    assert len(cut.encode()) <= limit
+    kept = cut.partition("... [truncated ")[0]
+    assert over.startswith(kept) and len(kept.encode()) > limit - 100
+    assert cut.endswith(f"[truncated {len(over) - len(kept)} characters]")
+    long = unit * 100_000  # far over: the cost is that of the limit, and the result the same
+    assert module.cut(long, limit).partition("... [")[0] == kept
 
 
 def test_otlp_values(module: ModuleType) -> None:

@@ -24,16 +24,17 @@ description: Open WebUI chats to Langfuse over OTLP: a trace per chat, a generat
 
 import asyncio
 import contextlib
-import gzip
 import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import urllib.parse
 import uuid
 import weakref
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,13 +47,35 @@ FILTER_VERSION = "0.1.0"
 OTLP_TRACES_PATH = "/api/public/otel/v1/traces"
 SCOPE_NAME = "openwebui-langfuse-filter"
 
-# Langfuse accepts up to 4.5 MB per request; stay well below it after compression is undone.
-MAX_REQUEST_BYTES = 3_000_000
-# One huge prompt must not make a span unsendable; longer text is cut with a marker.
-MAX_TEXT_CHARS = 500_000
+# Langfuse accepts 4.5 MB per ingestion request and advises batches under 3.5 MB; the default
+# keeps the uncompressed body below that, so the gzip body on the wire is smaller still.
+DEFAULT_MAX_REQUEST_BYTES = 3_000_000
+# Each captured text (a message, the answer), in UTF-8 bytes. A span carries the answer and the
+# last question twice (on the observation and on the trace): with a full prompt that is still
+# well under one request.
+DEFAULT_MAX_FIELD_BYTES = 256 * 1024
+# The prompt kept per turn (its newest messages first), in bytes of memory.
+DEFAULT_MAX_PROMPT_BYTES = 1024 * 1024
+DEFAULT_MAX_QUEUE_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
+# Smaller valves are raised to these: below them a cut marker or a request envelope won't fit.
+MIN_REQUEST_BYTES = 64 * 1024
+MIN_FIELD_BYTES = 1024
+# The safety net for text the valves did not bound (debug logs, joined content parts).
+MAX_TEXT_BYTES = 1024 * 1024
+# Room kept for the "... [truncated N characters]" marker, so a cut text stays within its limit.
+CUT_MARKER_RESERVE = 48
 # Inline media (base64 data URLs) would dominate every payload; Langfuse gets a placeholder.
 MAX_INLINE_DATA_URL_CHARS = 256
+# Deeper structures in a message are replaced by a placeholder instead of walked.
+MAX_CAPTURE_DEPTH = 32
+# What an observation holds besides its prompt, answer and usage (ids, names, the object).
+OBSERVATION_OVERHEAD_BYTES = 1024
 RETRY_BACKOFF_MAX_SECONDS = 30.0
+# zlib's window bits for a gzip container (what `Content-Encoding: gzip` means).
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+# Spans too large for a request come one by one: their losses are logged this often at most.
+SIZE_LOSS_REPORT_SECONDS = 600.0
 MODEL_PARAMETER_KEYS = (
     "temperature",
     "top_p",
@@ -110,6 +133,9 @@ class Observation:
     level: str | None = None
     status_message: str | None = None
     inlet_seen: bool = True
+    # Bytes this observation holds, estimated once when its content is captured: what the
+    # pending turns and the export queue count against their byte bounds.
+    size: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,22 +169,134 @@ def otlp_attributes(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def cut(text: str) -> str:
-    if len(text) <= MAX_TEXT_CHARS:
+# CPython keeps a non-ASCII str with 1, 2 or 4 bytes per character behind one header of fixed
+# size (PEP 393); measuring that header once lets `utf8_size_bound` read the width in O(1).
+_WIDE_STR_HEADER = sys.getsizeof("\u00e9") - 2
+# UTF-8 needs at most 2, 3 or 4 bytes for a character stored in 1, 2 or 4 bytes.
+_UTF8_PER_STORED_WIDTH = {1: 2, 2: 3, 4: 4}
+
+
+def utf8_size_bound(text: str) -> int:
+    """An upper bound of `len(text.encode())` in O(1): exact for ASCII, which most text is."""
+    length = len(text)
+    if text.isascii():
+        return length
+    width = (sys.getsizeof(text) - _WIDE_STR_HEADER) // (length + 1)
+    return length * _UTF8_PER_STORED_WIDTH.get(width, 4)
+
+
+def cut(text: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """`text` if its UTF-8 form fits in `limit` bytes, else its head and a marker that fit.
+
+    Constant time unless the text is near or over the limit; then linear in `limit`, not in
+    the text's length (a 10 MB paste costs what a `limit`-sized one does).
+    """
+    if utf8_size_bound(text) <= limit:
         return text
-    return text[:MAX_TEXT_CHARS] + f"... [truncated {len(text) - MAX_TEXT_CHARS} characters]"
+    keep = max(limit - CUT_MARKER_RESERVE, 0)
+    if text.isascii():
+        kept = text[:keep]
+    else:
+        head = text[: limit + 1].encode("utf-8")
+        if len(head) <= limit and len(text) <= limit:
+            return text  # the bound was pessimistic: it fits
+        # A character split at the cut is dropped whole.
+        kept = head[:keep].decode("utf-8", "ignore")
+    return kept + f"... [truncated {len(text) - len(kept)} characters]"
 
 
 def to_json(value: Any) -> str:
     return cut(json.dumps(value, ensure_ascii=False, default=str))
 
 
+def captured_text(text: str, limit: int) -> str:
+    """A string as the filter keeps it: cut to `limit` UTF-8 bytes, inline media replaced."""
+    length = len(text)
+    if length > MAX_INLINE_DATA_URL_CHARS and text.startswith("data:"):
+        return media_placeholder(text)
+    if length * 4 <= limit:  # fits whatever its characters: most strings stop here
+        return text
+    return cut(text, limit)
+
+
+def text_bytes(text: str) -> int:
+    """The memory a str holds: exact for ASCII without a call into `sys.getsizeof`."""
+    return len(text) + _ASCII_STR_HEADER if text.isascii() else sys.getsizeof(text)
+
+
+def captured(value: Any, limit: int, depth: int = 0) -> tuple[Any, int]:
+    """What the filter keeps of a JSON value from a request, and about how many bytes that holds.
+
+    Every string is cut to `limit` UTF-8 bytes and every long `data:` URL (pasted images and
+    files) becomes a short placeholder, so a turn keeps at most its limits, whatever it was
+    sent. Containers are copied only where something was cut. The size is estimated once,
+    here, in constant time per object (CPython's sizes of str, dict and list objects); this
+    runs on the chat path, so strings and numbers inside a container are handled inline.
+    """
+    kind = type(value)
+    if kind is str:
+        text = captured_text(value, limit)
+        return text, text_bytes(text)
+    if kind is dict or kind is list or kind is tuple:
+        if depth >= MAX_CAPTURE_DEPTH:
+            return "[nested too deep]", 64
+        is_dict = kind is dict
+        if is_dict:
+            size = _DICT_BYTES + _DICT_ITEM_BYTES * len(value)
+            pairs = value.items()
+        else:
+            size = _LIST_BYTES + 8 * len(value)
+            pairs = enumerate(value)
+        copy: Any = None
+        for key, item in pairs:
+            item_kind = type(item)
+            if item_kind is str:
+                length = len(item)
+                if length * 4 <= limit and (
+                    length <= MAX_INLINE_DATA_URL_CHARS or not item.startswith("data:")
+                ):
+                    size += text_bytes(item)
+                    continue
+                kept: Any = captured_text(item, limit)
+                size += text_bytes(kept)
+            elif item is None or item_kind is bool or item_kind is int or item_kind is float:
+                size += 32
+                continue
+            else:
+                kept, item_size = captured(item, limit, depth + 1)
+                size += item_size
+            if kept is not item:
+                if copy is None:
+                    copy = dict(value) if is_dict else list(value)
+                copy[key] = kept
+        return (value if copy is None else copy), size
+    if value is None or isinstance(value, bool | int | float):
+        return value, 32
+    # Subclasses as their base type; anything else (not JSON) as the text that would be sent.
+    if isinstance(value, dict):
+        return captured(dict(value), limit, depth)
+    if isinstance(value, list | tuple):
+        return captured(list(value), limit, depth)
+    return captured(str(value), limit, depth)
+
+
+# CPython object sizes (64-bit): a str's header, and a small dict or list with its slots.
+_ASCII_STR_HEADER = sys.getsizeof("")
+_DICT_BYTES = 120
+_DICT_ITEM_BYTES = 32
+_LIST_BYTES = sys.getsizeof([])
+
+
+def media_placeholder(data_url: str) -> str:
+    media_type = data_url[5:].split(";", 1)[0].split(",", 1)[0] or "unknown"
+    return f"[inline {media_type} omitted: {len(data_url)} characters]"
+
+
 def without_inline_media(value: Any) -> Any:
     """Replace long `data:` URLs (pasted images, files) by a short placeholder, copying lazily."""
     if isinstance(value, str):
         if value.startswith("data:") and len(value) > MAX_INLINE_DATA_URL_CHARS:
-            media_type = value[5:].split(";", 1)[0].split(",", 1)[0] or "unknown"
-            return f"[inline {media_type} omitted: {len(value)} characters]"
+            return media_placeholder(value)
         return value
     if isinstance(value, list):
         items = [without_inline_media(item) for item in value]
@@ -248,8 +386,11 @@ def usage_and_cost(usage: Any) -> tuple[dict[str, int] | None, dict[str, float] 
     return details or None, cost
 
 
-def span_attributes(obs: Observation) -> dict[str, Any]:
-    """Langfuse's OTLP attribute mapping (langfuse.* plus user.id / session.id)."""
+def span_attributes(obs: Observation, content_note: str | None = None) -> dict[str, Any]:
+    """Langfuse's OTLP attribute mapping (langfuse.* plus user.id / session.id).
+
+    `content_note` stands in for every prompt and answer text (a span too large to send).
+    """
     attributes: dict[str, Any] = {
         "langfuse.trace.name": TRACE_NAMES[obs.kind],
         "langfuse.trace.tags": list(obs.tags),
@@ -286,11 +427,15 @@ def span_attributes(obs: Observation) -> dict[str, Any]:
     if cost_details:
         attributes["langfuse.observation.cost_details"] = json.dumps(cost_details)
     if obs.capture_content:
+        content: dict[str, Any] = {}
         if obs.messages is not None:
-            attributes["langfuse.observation.input"] = to_json(without_inline_media(obs.messages))
+            # Bounded when captured: the whole prompt stays valid JSON (no cut here).
+            content["langfuse.observation.input"] = json.dumps(
+                without_inline_media(obs.messages), ensure_ascii=False, default=str
+            )
         output = obs.output
         if output is not None:
-            attributes["langfuse.observation.output"] = (
+            content["langfuse.observation.output"] = (
                 cut(output) if isinstance(output, str) else to_json(output)
             )
         if obs.task is None:
@@ -302,13 +447,16 @@ def span_attributes(obs: Observation) -> dict[str, Any]:
                     last_question = message_text(message)
                     break
             if last_question is not None:
-                attributes["langfuse.trace.input"] = cut(last_question)
+                content["langfuse.trace.input"] = cut(last_question)
             if isinstance(output, str):
-                attributes["langfuse.trace.output"] = cut(output)
+                content["langfuse.trace.output"] = cut(output)
+        if content_note is not None:
+            content = dict.fromkeys(content, content_note)
+        attributes.update(content)
     return attributes
 
 
-def encode_span(obs: Observation) -> str:
+def encode_span(obs: Observation, content_note: str | None = None) -> str:
     end_ns = obs.end_ns if obs.end_ns is not None else obs.start_ns
     span = {
         "traceId": trace_id_for(obs.trace_key),
@@ -317,7 +465,7 @@ def encode_span(obs: Observation) -> str:
         "kind": 1,
         "startTimeUnixNano": str(obs.start_ns),
         "endTimeUnixNano": str(max(end_ns, obs.start_ns)),
-        "attributes": otlp_attributes(span_attributes(obs)),
+        "attributes": otlp_attributes(span_attributes(obs, content_note)),
         "status": {},
     }
     return json.dumps(span, ensure_ascii=False, separators=(",", ":"))
@@ -338,6 +486,8 @@ class ExporterConfig:
     flush_interval: float = 1.0
     max_batch_size: int = 200
     max_queue_size: int = 10_000
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     timeout: float = 10.0
     debug: bool = False
 
@@ -364,30 +514,54 @@ class RejectedExportError(Exception):
 class LangfuseExporter:
     """Batches finished observations and posts them to Langfuse's OTLP endpoint.
 
-    `submit` is the only method on the chat path: an append to a bounded deque. A full queue
-    drops its oldest entry (counted in `dropped`). Delivery problems are logged when they start
-    and when they end, never per message; retryable failures keep the batch and back off.
+    `submit` is the only method on the chat path: an append to a deque bounded in spans
+    (`max_queue_size`) and in bytes (`max_queue_bytes`, each observation counted with the size
+    estimated when its content was captured, plus the request being retried). A full queue
+    drops its oldest entries (counted in `dropped`). The worker takes one request at a time from
+    the head of the queue, at most `max_batch_size` spans and `max_request_bytes` of JSON; a
+    span larger than a request is sent without its prompt and answer (`oversized`) or, should
+    even that not fit, dropped (`unsendable`): none is ever sent over the limit. Delivery
+    problems and losses are logged when they start and when they end, never per message;
+    retryable failures keep the request and back off.
     """
 
     def __init__(self, config: ExporterConfig) -> None:
         self.config = config
         self.sent_spans = 0
         self.dropped = 0
+        self.oversized = 0
+        self.unsendable = 0
         self.rejected_spans = 0
-        self._queue: deque[Observation] = deque(maxlen=max(1, config.max_queue_size))
+        self._queue: deque[Observation] = deque()
+        self._queued_bytes = 0
+        self._max_spans = max(1, config.max_queue_size)
+        self._max_bytes = max(1, config.max_queue_bytes)
         self._batch_size = max(1, config.max_batch_size)
+        # The request being delivered (gzip body, span count); its bytes count against
+        # max_queue_bytes too, so a long outage holds at most that much in all.
+        self._inflight: tuple[bytes, int] | None = None
+        self._inflight_bytes = 0
+        # submit() runs on the event loop, the worker on its own thread: the counters and the
+        # deque change together under this lock (held for a few operations, never for I/O).
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._idle = threading.Condition()
         self._busy = False
-        self._unsent: list[bytes] = []
         self._failing_since: float | None = None
         self._failure_reason = ""
+        self._drop_cause = ""
         self._drops_reported = 0
-        self._dropping = False
+        self._queue_full_logged = False
+        self._size_losses_reported = (0, 0)
+        self._size_losses_logged_at: float | None = None
         self._client: httpx.Client | None = None
         # Parsed once: a str URL would be re-parsed by httpx on every request.
         self._endpoint = httpx.URL(config.endpoint)
+        self._envelope_head, self._envelope_tail = self._envelope_parts()
+        self._span_budget = (
+            config.max_request_bytes - len(self._envelope_head) - len(self._envelope_tail)
+        )
         self._thread = threading.Thread(
             target=self._run, name=f"langfuse-export-{config.public_key[:12]}", daemon=True
         )
@@ -396,11 +570,29 @@ class LangfuseExporter:
     # -- chat path --------------------------------------------------------------------------
 
     def submit(self, obs: Observation) -> None:
-        queue = self._queue
-        if len(queue) == queue.maxlen:
-            self.dropped += 1  # deque(maxlen) evicts the oldest entry on append
-        queue.append(obs)
-        if len(queue) >= self._batch_size:
+        if obs.size <= 0:
+            obs.size = OBSERVATION_OVERHEAD_BYTES  # made without capture (on_shutdown, tests)
+        size = obs.size
+        with self._lock:
+            if size > self._max_bytes:
+                # Larger than the whole queue: keeping it would mean dropping everything else.
+                self.dropped += 1
+                self._drop_cause = "max_queue_bytes"
+                return
+            queue = self._queue
+            queue.append(obs)
+            self._queued_bytes += size
+            while len(queue) > 1 and (
+                len(queue) > self._max_spans
+                or self._queued_bytes + self._inflight_bytes > self._max_bytes
+            ):
+                self._drop_cause = (
+                    "max_queue_size" if len(queue) > self._max_spans else "max_queue_bytes"
+                )
+                self._queued_bytes -= queue.popleft().size
+                self.dropped += 1
+            ready = len(queue) >= self._batch_size or self._queued_bytes >= self._span_budget
+        if ready:
             self._wake.set()
 
     # -- control ----------------------------------------------------------------------------
@@ -410,7 +602,7 @@ class LangfuseExporter:
         deadline = time.monotonic() + max(0.0, timeout)
         self._wake.set()
         with self._idle:
-            while self._queue or self._unsent or self._busy:
+            while self._queue or self._inflight is not None or self._busy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._thread.is_alive():
                     return False
@@ -428,7 +620,8 @@ class LangfuseExporter:
         # A request in flight finishes on its own (the thread is a daemon and exits after it);
         # waiting for it here would stretch the bound by the HTTP timeout.
         self._thread.join(timeout=1.0)
-        left = len(self._queue) + sum(payload_span_count(p) for p in self._unsent)
+        inflight = self._inflight
+        left = len(self._queue) + (inflight[1] if inflight is not None else 0)
         if not delivered and left:
             log.warning(
                 "Langfuse exporter for %s closed with undelivered spans (%s); %d spans lost",
@@ -457,12 +650,14 @@ class LangfuseExporter:
             with self._idle:
                 self._busy = True
             try:
-                if not self._unsent:
-                    self._unsent = self._encode_batches()
-                if not self._unsent:
+                if self._inflight is None:
+                    self._take_request()
+                inflight = self._inflight
+                if inflight is None:
+                    self._report_drops()
                     return
-                self._send_one(self._unsent[0])
-                self._unsent.pop(0)
+                self._send_one(*inflight)
+                self._finish_request()
                 backoff = 0.5
             except RetryableExportError as exc:
                 self._note_failure(str(exc))
@@ -473,43 +668,83 @@ class LangfuseExporter:
                 backoff = min(backoff * 2, RETRY_BACKOFF_MAX_SECONDS)
             except RejectedExportError as exc:
                 self._note_failure(str(exc))
-                self._unsent.pop(0)
+                self._finish_request()
             except Exception as exc:  # never let the worker die
                 log.warning("Langfuse export failed unexpectedly: %s", type(exc).__name__)
-                if self._unsent:
-                    self._unsent.pop(0)
+                self._finish_request()
             finally:
                 with self._idle:
                     self._busy = False
                     self._idle.notify_all()
 
-    def _encode_batches(self) -> list[bytes]:
-        spans: list[str] = []
-        while len(spans) < self._batch_size:
-            try:
-                obs = self._queue.popleft()
-            except IndexError:
-                break
-            try:
-                spans.append(encode_span(obs))
-            except Exception as exc:
-                log.warning("dropping one observation that could not be encoded: %s", exc)
-        self._report_drops()
-        if not spans:
-            return []
-        batches: list[bytes] = []
-        current: list[str] = []
-        size = 0
-        for span in spans:
-            if current and size + len(span) > MAX_REQUEST_BYTES:
-                batches.append(self._envelope(current))
-                current, size = [], 0
-            current.append(span)
-            size += len(span)
-        batches.append(self._envelope(current))
-        return batches
+    def _take_request(self) -> None:
+        """Make the next request from the oldest queued spans: as many as fit in one.
 
-    def _envelope(self, spans: list[str]) -> bytes:
+        Each span is compressed as soon as it is taken, so building a request holds its gzip
+        body and one span, never the whole request uncompressed.
+        """
+        compressor = zlib.compressobj(5, zlib.DEFLATED, GZIP_WBITS)
+        chunks = [compressor.compress(self._envelope_head)]
+        count = 0
+        size = 0
+        while count < self._batch_size:
+            with self._lock:
+                if not self._queue:
+                    break
+                obs = self._queue[0]
+            # Encoded outside the lock: the chat path never waits for the encoder.
+            span, outcome = self._encoded(obs)
+            with self._lock:
+                if not self._queue or self._queue[0] is not obs:
+                    continue  # dropped as the oldest while it was being encoded
+                if span is not None and count and size + 1 + len(span) > self._span_budget:
+                    break  # it opens the next request
+                self._queued_bytes -= self._queue.popleft().size
+                if outcome == "oversized":
+                    self.oversized += 1
+                elif outcome == "unsendable":
+                    self.unsendable += 1
+            if span is not None:
+                if count:
+                    chunks.append(compressor.compress(b","))
+                    size += 1
+                chunks.append(compressor.compress(span))
+                size += len(span)
+                count += 1
+        if not count:
+            return
+        chunks.append(compressor.compress(self._envelope_tail))
+        chunks.append(compressor.flush())
+        payload = b"".join(chunks)
+        with self._lock:
+            self._inflight = (payload, count)
+            self._inflight_bytes = len(payload)
+
+    def _finish_request(self) -> None:
+        with self._lock:
+            self._inflight = None
+            self._inflight_bytes = 0
+
+    def _encoded(self, obs: Observation) -> tuple[bytes | None, str]:
+        """The span as JSON bytes that fit one request, and whether content had to go."""
+        try:
+            span = encode_span(obs).encode("utf-8")
+            if len(span) <= self._span_budget:
+                return span, ""
+            note = (
+                f"[content omitted: this span was {len(span)} bytes, over the request limit "
+                f"of {self.config.max_request_bytes} bytes (max_request_bytes)]"
+            )
+            span = encode_span(obs, note).encode("utf-8")
+            if len(span) <= self._span_budget:
+                return span, "oversized"
+        except Exception:  # one odd observation must not stop the others
+            if self.config.debug:
+                log.exception("Langfuse export could not encode one observation")
+        return None, "unsendable"
+
+    def _envelope_parts(self) -> tuple[bytes, bytes]:
+        """The request body around its spans, made once: spans are spliced in as bytes."""
         resource: dict[str, Any] = {"service.name": "open-webui-pipelines"}
         environment = sanitized_environment(self.config.environment)
         if environment:
@@ -522,17 +757,14 @@ class LangfuseExporter:
             "attributes": otlp_attributes({"public_key": self.config.public_key}),
         }
         compact = (",", ":")
-        # Spans are pre-encoded strings; splice them in rather than decoding them again.
-        body = (
+        head = (
             '{"resourceSpans":[{"resource":'
             + json.dumps({"attributes": otlp_attributes(resource)}, separators=compact)
             + ',"scopeSpans":[{"scope":'
             + json.dumps(scope, separators=compact)
             + ',"spans":['
-            + ",".join(spans)
-            + "]}]}]}"
         )
-        return gzip.compress(body.encode("utf-8"), compresslevel=5)
+        return head.encode("utf-8"), b"]}]}]}"
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -550,7 +782,7 @@ class LangfuseExporter:
             )
         return self._client
 
-    def _send_one(self, payload: bytes) -> None:
+    def _send_one(self, payload: bytes, spans: int) -> None:
         try:
             response = self._http().post(self._endpoint, content=payload)
         except httpx.TimeoutException as exc:
@@ -561,11 +793,10 @@ class LangfuseExporter:
         if status in (408, 429) or status >= 500:
             raise RetryableExportError(f"HTTP {status}")
         if status >= 300:
-            spans = payload_span_count(payload)
             self.rejected_spans += spans
             hint = " (check public/secret key and host)" if status in (401, 403) else ""
             raise RejectedExportError(f"HTTP {status}{hint}; {spans} spans rejected")
-        self.sent_spans += payload_span_count(payload)
+        self.sent_spans += spans
         self._note_success()
         if self.config.debug:
             log.info("Langfuse accepted a batch (%d bytes gzip)", len(payload))
@@ -597,25 +828,47 @@ class LangfuseExporter:
         self._report_drops()
 
     def _report_drops(self) -> None:
-        """One line when the queue starts dropping, one with the count once it has drained."""
-        if self.dropped > self._drops_reported and not self._dropping:
-            self._dropping = True
-            log.warning(
-                "Langfuse export queue full (%d spans): dropping the oldest ones",
-                self._queue.maxlen,
+        """Losses, logged per episode and never per span. The queue: one line when it starts
+        dropping, one with the count once it has drained and Langfuse takes requests again.
+        Spans over the request limit: one line at the first, then at most one line with the
+        counts per `SIZE_LOSS_REPORT_SECONDS` (they come one by one, not in outages)."""
+        if self.dropped > self._drops_reported and not self._queue_full_logged:
+            self._queue_full_logged = True
+            limit = (
+                f"max_queue_size = {self._max_spans} spans"
+                if self._drop_cause == "max_queue_size"
+                else f"max_queue_bytes = {self._max_bytes} bytes"
             )
-        elif self._dropping and not self._queue and self._failing_since is None:
+            log.warning("Langfuse export queue full (%s): dropping the oldest spans", limit)
+        elif (
+            self._queue_full_logged
+            and not self._queue
+            and self._inflight is None
+            and self._failing_since is None
+        ):
             log.warning(
-                "Langfuse export queue drained; %d spans were dropped",
+                "Langfuse export queue drained; %d spans were dropped while it was full",
                 self.dropped - self._drops_reported,
             )
             self._drops_reported = self.dropped
-            self._dropping = False
-
-
-def payload_span_count(payload: bytes) -> int:
-    # Only called per batch on the worker; counting `"spanId"` avoids decoding the spans.
-    return gzip.decompress(payload).count(b'"spanId":')
+            self._queue_full_logged = False
+        sized = (self.oversized, self.unsendable)
+        if sized == self._size_losses_reported:
+            return
+        now = time.monotonic()
+        last = self._size_losses_logged_at
+        if last is not None and now - last < SIZE_LOSS_REPORT_SECONDS:
+            return
+        log.warning(
+            "Langfuse export: %d spans over the request limit (max_request_bytes = %d) were "
+            "sent without their prompt and answer, %d could not be sent at all%s",
+            sized[0] - self._size_losses_reported[0],
+            self.config.max_request_bytes,
+            sized[1] - self._size_losses_reported[1],
+            "" if last is not None else "; further ones are counted here every 10 minutes",
+        )
+        self._size_losses_reported = sized
+        self._size_losses_logged_at = now
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,7 +877,7 @@ def payload_span_count(payload: bytes) -> int:
 
 
 class PendingTurns:
-    """User turns between inlet and outlet, bounded by count and age (oldest first).
+    """User turns between inlet and outlet, bounded by count, bytes and age (oldest first).
 
     A turn is found again by its message id. Plain API calls have none at inlet time (Open
     WebUI mints the outlet's id later), so those wait in a first-in-first-out line per
@@ -636,6 +889,9 @@ class PendingTurns:
         self._lines: dict[str, deque[str]] = {}
         self._line_of: dict[str, str] = {}
         self._sequence = 0
+        self.bytes = 0
+        # Turns sent unfinished early because the count or byte bound was reached.
+        self.evicted_over_limits = 0
 
     def __len__(self) -> int:
         return len(self._turns)
@@ -645,12 +901,14 @@ class PendingTurns:
         key = "id:" + message_id
         previous = self._remove(key)
         self._turns[key] = obs
+        self.bytes += obs.size
         return previous
 
     def put_in_line(self, line: str, obs: Observation) -> None:
         self._sequence += 1
         key = f"#{self._sequence}"
         self._turns[key] = obs
+        self.bytes += obs.size
         self._line_of[key] = line
         self._lines.setdefault(line, deque()).append(key)
 
@@ -663,13 +921,19 @@ class PendingTurns:
             return None
         return self._remove(keys[0])
 
-    def evict(self, now_ns: int, max_age_ns: int, max_count: int) -> list[Observation]:
+    def evict(
+        self, now_ns: int, max_age_ns: int, max_count: int, max_bytes: int
+    ) -> list[Observation]:
+        """Take out the oldest turns until every bound holds again (the newest always stays)."""
         evicted: list[Observation] = []
         turns = self._turns
         while turns:
             key, oldest = next(iter(turns.items()))
-            if len(turns) <= max_count and now_ns - oldest.start_ns <= max_age_ns:
+            over_limits = len(turns) > max_count or (self.bytes > max_bytes and len(turns) > 1)
+            if not over_limits and now_ns - oldest.start_ns <= max_age_ns:
                 break
+            if over_limits:
+                self.evicted_over_limits += 1
             self._remove(key)
             evicted.append(oldest)
         return evicted
@@ -679,10 +943,13 @@ class PendingTurns:
         self._turns.clear()
         self._lines.clear()
         self._line_of.clear()
+        self.bytes = 0
         return turns
 
     def _remove(self, key: str) -> Observation | None:
         obs = self._turns.pop(key, None)
+        if obs is not None:
+            self.bytes -= obs.size
         line = self._line_of.pop(key, None)
         if line is not None:
             keys = self._lines[line]
@@ -697,20 +964,38 @@ class PendingTurns:
         return obs
 
 
-def prompt_to_keep(messages: Any) -> list[Any] | None:
-    """A shallow copy of the prompt (the caller may reuse its list) without inline media.
+def prompt_to_keep(
+    messages: Any,
+    field_limit: int = DEFAULT_MAX_FIELD_BYTES,
+    prompt_limit: int = DEFAULT_MAX_PROMPT_BYTES,
+) -> tuple[list[Any] | None, int]:
+    """The prompt a turn keeps, and about how many bytes it holds.
 
-    Pasted images arrive as base64 data URLs inside list contents; dropping them here keeps a
-    turn waiting for its outlet, or queued during an outage, at the size of its text.
+    Each message is `captured` (texts cut to `field_limit` bytes, inline media replaced by a
+    placeholder, containers copied only where something was cut: the caller may reuse its
+    list), and the newest messages are kept while they fit in `prompt_limit` bytes; older ones
+    become one placeholder message. The last message (the question) is always kept. So a turn
+    waiting for its outlet, or queued during an outage, holds at most its limits.
     """
     if not isinstance(messages, list):
-        return None
-    return [
-        without_inline_media(message)
-        if isinstance(message, dict) and isinstance(message.get("content"), list)
-        else message
-        for message in messages
-    ]
+        return None, 0
+    kept: list[Any] = []
+    size = _LIST_BYTES + 8 * len(messages)
+    for index in range(len(messages) - 1, -1, -1):
+        message, message_size = captured(messages[index], field_limit)
+        if kept and size + message_size > prompt_limit:
+            note = (
+                f"[{index + 1} earlier messages left out: the prompt kept per turn is at most "
+                f"{prompt_limit} bytes (max_prompt_bytes)]"
+            )
+            placeholder = {"role": "system", "content": note}
+            kept.append(placeholder)
+            size += _DICT_BYTES + 2 * _DICT_ITEM_BYTES + text_bytes(note)
+            break
+        kept.append(message)
+        size += message_size
+    kept.reverse()
+    return kept, size
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -753,6 +1038,9 @@ def exporter_config(valves: Any) -> tuple[ExporterConfig | None, str]:
             flush_interval=min(max(valves.flush_interval_seconds, 0.05), 60.0),
             max_batch_size=max(valves.max_batch_size, 1),
             max_queue_size=max(valves.max_queue_size, 1),
+            # A queue smaller than a request could not hold the one being retried.
+            max_queue_bytes=max(valves.max_queue_bytes, 2 * MIN_REQUEST_BYTES),
+            max_request_bytes=max(valves.max_request_bytes, MIN_REQUEST_BYTES),
             timeout=min(max(valves.request_timeout_seconds, 0.1), 120.0),
             debug=valves.debug,
         ),
@@ -797,6 +1085,22 @@ class Pipeline:
         max_queue_size: int = Field(
             default=10_000, description="Spans kept while Langfuse is unreachable; oldest dropped."
         )
+        max_queue_bytes: int = Field(
+            default=DEFAULT_MAX_QUEUE_BYTES,
+            description="Bytes kept while Langfuse is unreachable (about); oldest dropped.",
+        )
+        max_request_bytes: int = Field(
+            default=DEFAULT_MAX_REQUEST_BYTES,
+            description="JSON bytes per export request, at most (Langfuse accepts 4.5 MB).",
+        )
+        max_field_bytes: int = Field(
+            default=DEFAULT_MAX_FIELD_BYTES,
+            description="UTF-8 bytes kept of each message and answer; longer text is cut.",
+        )
+        max_prompt_bytes: int = Field(
+            default=DEFAULT_MAX_PROMPT_BYTES,
+            description="Bytes of prompt kept per turn (about); the oldest messages go first.",
+        )
         request_timeout_seconds: float = Field(
             default=10.0, description="HTTP timeout of one export request."
         )
@@ -809,6 +1113,10 @@ class Pipeline:
         )
         max_pending_turns: int = Field(
             default=2_000, description="Turns awaiting their outlet, at most."
+        )
+        max_pending_bytes: int = Field(
+            default=DEFAULT_MAX_PENDING_BYTES,
+            description="Bytes held by turns awaiting their outlet (about), at most.",
         )
         debug: bool = Field(
             default=False, description="Log payloads and export details (includes prompts)."
@@ -829,6 +1137,8 @@ class Pipeline:
         self._exporter: LangfuseExporter | None = None
         self._exporter_valves: Pipeline.Valves | None = None
         self._pending = PendingTurns()
+        self._pending_reported = 0
+        self._pending_overflowing = False
         self._error_counts: dict[str, int] = {}
         self._disabled_reason = ""
 
@@ -931,7 +1241,9 @@ class Pipeline:
         chat_id = _str_or_none(metadata.get("chat_id")) or _str_or_none(body.get("chat_id"))
         message_id = _str_or_none(metadata.get("message_id"))
         task = _str_or_none(metadata.get("task"))
-        obs = self._observation(body, metadata, user, chat_id, message_id, task, now)
+        obs = self._observation(
+            body, metadata, user, chat_id, message_id, task, now, body.get("messages")
+        )
 
         if task is not None:
             # Open WebUI runs only the inlet for background tasks (titles, tags, follow-ups):
@@ -946,12 +1258,14 @@ class Pipeline:
             else:
                 line = self._line(chat_id, obs.user_id, obs.model_id)
                 self._pending.put_in_line(line, obs)
-        for stale in self._pending.evict(
-            now,
-            int(valves.pending_turn_timeout_seconds * 1e9),
-            max(valves.max_pending_turns, 1),
+        pending = self._pending
+        max_turns = max(valves.max_pending_turns, 1)
+        max_bytes = max(valves.max_pending_bytes, 1)
+        for stale in pending.evict(
+            now, int(valves.pending_turn_timeout_seconds * 1e9), max_turns, max_bytes
         ):
             exporter.submit(self._unfinished(stale, now))
+        self._report_pending(max_turns, max_bytes)
 
     def _on_outlet(self, body: Any, user: Any, fallback_metadata: Any = None) -> None:
         """Complete a turn and queue it (no I/O). Body fields win over `fallback_metadata`."""
@@ -982,17 +1296,23 @@ class Pipeline:
         if obs is None and not _is_saved(chat_id):
             # API calls reach the outlet under an id Open WebUI mints after the inlet.
             obs = self._pending.pop_from_line(self._line(chat_id, user_id, model_id))
+        field_limit = max(self.valves.max_field_bytes, MIN_FIELD_BYTES)
         if obs is None:
             # No inlet seen (restart in between, or a filter added mid-turn): still record it.
-            obs = self._observation(body, metadata, user, chat_id, message_id, None, now)
-            obs.messages = prompt_to_keep(prompt) if obs.capture_content else None
+            obs = self._observation(body, metadata, user, chat_id, message_id, None, now, prompt)
             obs.inlet_seen = False
         obs.end_ns = now
         if obs.message_id is None:
             obs.message_id = message_id
         if answer is not None:
-            obs.output = message_text(answer)
-            obs.usage = answer.get("usage")
+            # Cut now: the queue holds the answer until Langfuse takes it.
+            obs.usage, usage_size = captured(answer.get("usage"), field_limit)
+            obs.size += usage_size
+            if obs.capture_content:
+                output = message_text(answer)
+                if output is not None:
+                    obs.output = cut(output, field_limit)
+                    obs.size += text_bytes(obs.output)
         exporter.submit(obs)
 
     def _observation(
@@ -1004,6 +1324,7 @@ class Pipeline:
         message_id: str | None,
         task: str | None,
         now: int,
+        prompt: Any,
     ) -> Observation:
         valves = self.valves
         kind: ConversationKind
@@ -1039,7 +1360,15 @@ class Pipeline:
         capture = valves.capture_content and (
             kind != "temporary-chat" or valves.capture_temporary_chat_content
         )
-        parameters = {key: body[key] for key in MODEL_PARAMETER_KEYS if key in body}
+        field_limit = max(valves.max_field_bytes, MIN_FIELD_BYTES)
+        parameters, size = captured(
+            {key: body[key] for key in MODEL_PARAMETER_KEYS if key in body}, field_limit
+        )
+        messages = None
+        if capture:
+            prompt_limit = max(valves.max_prompt_bytes, field_limit)
+            messages, prompt_size = prompt_to_keep(prompt, field_limit, prompt_limit)
+            size += prompt_size
         stream = body.get("stream")
         return Observation(
             trace_key=trace_key,
@@ -1058,8 +1387,33 @@ class Pipeline:
             stream=stream if isinstance(stream, bool) else None,
             capture_content=capture,
             model_parameters=parameters or None,
-            messages=prompt_to_keep(body.get("messages")) if capture else None,
+            messages=messages,
+            size=OBSERVATION_OVERHEAD_BYTES + size,
         )
+
+    def _report_pending(self, max_turns: int, max_bytes: int) -> None:
+        """One line when turns start being sent unfinished early for lack of room, and one
+        with their count once the waiting turns are back under half of both bounds."""
+        pending = self._pending
+        evicted = pending.evicted_over_limits - self._pending_reported
+        if not evicted:
+            return
+        if not self._pending_overflowing:
+            self._pending_overflowing = True
+            log.warning(
+                "Langfuse filter: turns awaiting their outlet reached max_pending_turns = %d "
+                "or max_pending_bytes = %d; the oldest are sent unfinished",
+                max_turns,
+                max_bytes,
+            )
+        elif len(pending) <= max_turns // 2 and pending.bytes <= max_bytes // 2:
+            log.warning(
+                "Langfuse filter: turns awaiting their outlet are back under their bounds; "
+                "%d turns were sent unfinished early",
+                evicted,
+            )
+            self._pending_reported = pending.evicted_over_limits
+            self._pending_overflowing = False
 
     def _user_id(self, user: Any) -> str | None:
         if not isinstance(user, dict):
