@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.operator_latency import percentile, spec, summary
+from bench.operator_latency import percentile, summary
+from tests.integration.operator_fixtures import spec
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.cluster import Cluster
 from tests.world.manifest import World
