@@ -254,3 +254,20 @@ def desired_valves(spec: LangfuseTracingSpec, public_key: str, secret_key: str) 
         host=spec.langfuse.host,
     )
     return desired
+
+
+def overlay_valves(
+    current: Mapping[str, Any],
+    desired: Mapping[str, Any],
+    *,
+    known: frozenset[str] | None = None,
+) -> tuple[dict[str, Any], list[str]] | None:
+    """The whole valves object to write: what is stored, with what the resource sets over it
+    (both targets replace the stored object whole), and the names of the valves that change;
+    None when nothing differs. ``known``: keep only those stored valves (Open WebUI drops
+    unknown and null ones, so they would differ forever)."""
+    kept = {k: v for k, v in current.items() if known is None or (k in known and v is not None)}
+    wanted = {**kept, **desired}
+    if wanted == dict(current):
+        return None
+    return wanted, sorted(k for k in desired if current.get(k) != desired[k])

@@ -40,6 +40,7 @@ from openwebui_langfuse.passes import (
     ResourceRef,
     Upstreams,
     desired_valves,
+    overlay_valves,
 )
 
 KIND = "function"
@@ -212,10 +213,9 @@ class FunctionTarget:
         try:
             _, api = await self._open()
             current = await api.get_valves(self.fid)
-            kept = {k: v for k, v in current.items() if k in self._valve_names and v is not None}
-            wanted = {**kept, **desired}
-            if wanted != current:
-                changed = sorted(k for k in desired if current.get(k) != desired[k])
+            change = overlay_valves(current, desired, known=self._valve_names)
+            if change is not None:
+                wanted, changed = change
                 await api.update_valves(self.fid, wanted)
                 p.writes.append(f"updated valves {', '.join(changed) or '(cleaned)'} of {self.fid}")
         except FunctionsError as exc:

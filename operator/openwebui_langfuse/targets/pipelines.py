@@ -27,6 +27,7 @@ from openwebui_langfuse.passes import (
     ResourceRef,
     Upstreams,
     desired_valves,
+    overlay_valves,
 )
 
 # Upstream Pipelines' default PIPELINES_API_KEY, published in its source; the official open-webui
@@ -161,9 +162,9 @@ class PipelinesTarget:
                         temporary=False,
                     )
                     return
-                merged = {**current, **desired}
-                if merged != current:
-                    changed = sorted(k for k in desired if current.get(k) != desired[k])
+                change = overlay_valves(current, desired)
+                if change is not None:
+                    merged, changed = change
                     await client.update_valves(pid, merged)
                     p.writes.append(f"updated valves {', '.join(changed)} of {pid}")
         except PipelinesError as exc:
