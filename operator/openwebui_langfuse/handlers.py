@@ -1,9 +1,9 @@
 """kopf wiring: the only module with kopf decorators; thin adapters over ``runtime``.
 
-* indices: Secrets and ConfigMaps by (namespace, name) — reconciles read references from
-  memory, fed by the watch, and kopf fills them before any handler runs; LangfuseTracings by
-  the Secrets/ConfigMaps they reference (trigger index) and by the upstream objects they own
-  (deletion must not remove what another resource still uses).
+* indices: LangfuseTracings by the Secrets/ConfigMaps they reference (trigger index) and by
+  the upstream objects they own (deletion must not remove what another resource still uses).
+  Reconciles read references from memory, but only the referenced ones are kept there
+  (``references``: fed by the watch, and by one GET the first time an object is referenced).
 * one daemon per LangfuseTracing: its worker reconciles on create/resume, on spec changes, on
   referenced Secret/ConfigMap changes and every ``resyncInterval`` (see ``runtime``).
 * watch-event handlers only wake workers; the deletion handler cleans up, bounded in time.
@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp.web
 import kopf
 
+from openwebui_langfuse import targets
 from openwebui_langfuse.config import Settings
 from openwebui_langfuse.kube import (
     KubeApi,
@@ -34,7 +35,14 @@ from openwebui_langfuse.kube import login as kube_login
 from openwebui_langfuse.models import GROUP, PLURAL, VERSION, referenced_names
 from openwebui_langfuse.readiness import Readiness, served
 from openwebui_langfuse.readiness import serve as serve_readiness
-from openwebui_langfuse.runtime import FILTER_KINDS, IndexReader, Runtime, sharing_keys
+from openwebui_langfuse.references import ReferenceCache
+from openwebui_langfuse.runtime import (
+    FILTER_KINDS,
+    INSTALL_ANNOTATION,
+    IndexReader,
+    Runtime,
+    sharing_keys,
+)
 
 FINALIZER = "openwebui-langfuse.io/cleanup"
 ANNOTATION_PREFIX = "openwebui-langfuse.io"
@@ -52,8 +60,6 @@ PIPELINES_KEY_LABELS = {
 }
 
 LFT = (GROUP, VERSION, PLURAL)
-# Secrets that can never be a LangfuseTracing reference and can be large: not kept in memory.
-_IGNORED_SECRET_TYPES = frozenset({"helm.sh/release.v1", "kubernetes.io/service-account-token"})
 
 logger = logging.getLogger("openwebui_langfuse")
 
@@ -83,11 +89,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    # The first listing in pages of 200: unpaged, 5,000 Secrets of 8 KB were one 55 MB answer,
+    # parsed at once, and the operator peaked at 313 MiB on its start (bench/operator_memory.md).
+    settings.watching.chunk_size = 200
     # API calls kopf makes (finalizer, progress, events): 30 s, not aiohttp's 5 min default.
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
-    # A worker shuts its queue after 5 s without events; a new event restarts it cheaply.
-    settings.queueing.idle_timeout = 5.0
+    # A worker shuts its queue 0.1 s after its last event; a new event restarts it cheaply. An
+    # idle worker holds its object's last body: at kopf's 5 s, a burst of unrelated Secrets
+    # (5,000 of 8 KB) left the operator ~20 MB bigger for good (bench/operator_memory.md).
+    settings.queueing.idle_timeout = 0.1
 
     op_settings: Settings = memo["settings"]
     memo["kopf_settings"] = settings  # for re-logins of the status writer
@@ -203,29 +214,30 @@ def _emit(body: Mapping[str, Any], type_: str, reason: str, message: str) -> Non
 # -- indices ------------------------------------------------------------------------------------
 
 
-@kopf.index("secrets")
-def secret_data(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], Mapping[str, Any]] | None:
-    if body.get("type") in _IGNORED_SECRET_TYPES:
-        return None
-    return {(namespace or "", name): dict(body.get("data") or {})}
+@kopf.on.startup()
+async def reference_cache(memo: kopf.Memo, **_: Any) -> None:
+    """The referenced Secrets' and ConfigMaps' data (``references``), shared by all resources:
+    set before kopf copies the memo for each object."""
 
+    async def fetch(kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        runtime: Runtime = memo["runtime"]
+        assert runtime.kube is not None, "configure() gives the runtime its KubeApi"
+        return await runtime.kube.read(kind, namespace, name)
 
-@kopf.index("configmaps")
-def configmap_data(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], Mapping[str, Any]]:
-    return {(namespace or "", name): dict(body.get("data") or {})}
+    memo["references"] = ReferenceCache(fetch)
 
 
 @kopf.index(*LFT)
 def lft_references(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str, str], tuple[str, str]]:
-    """(namespace, kind, object name) -> resource, for every Secret/ConfigMap it reads."""
+    """(namespace, kind, object name) -> resource, for every Secret/ConfigMap it reads: what
+    its spec references, and the Pipelines key its install record names (to remove a filter
+    it installed before it moved)."""
     ns = namespace or ""
     secrets, config_maps = referenced_names(dict(spec))
+    record = (meta.get("annotations") or {}).get(INSTALL_ANNOTATION)
+    secrets |= targets.record_secret_names(record)
     keys = {(ns, "Secret", s): (ns, name) for s in secrets}
     keys.update({(ns, "ConfigMap", c): (ns, name) for c in config_maps})
     return keys
@@ -240,9 +252,10 @@ def lft_owned(
     return {key: (ns, name) for key in sharing_keys(ns, name, dict(spec))}
 
 
-def _reader(indices: Mapping[str, Any]) -> IndexReader:
-    """Reads references from the live Secret/ConfigMap indices kopf passes as kwargs."""
-    return IndexReader(indices["secret_data"], indices["configmap_data"])
+def _reader(memo: kopf.Memo) -> IndexReader:
+    """Reads references from the cache of referenced Secrets/ConfigMaps."""
+    references: ReferenceCache = memo["references"]
+    return IndexReader(references.secrets, references.config_maps, prefetch=references.prefetch)
 
 
 # -- triggers -----------------------------------------------------------------------------------
@@ -250,8 +263,9 @@ def _reader(indices: Mapping[str, Any]) -> IndexReader:
 
 @kopf.on.event("configmaps", id=HANDLER_READINESS)
 def watching(memo: kopf.Memo, **_: Any) -> None:
-    """kopf runs no handler before every watched list is in: the first event means ready
-    (``readiness``: every namespace has a ConfigMap, so one comes at once)."""
+    """kopf runs no handler before the indexed LangfuseTracings are listed: the first
+    ConfigMap event means ready (``readiness``: every namespace has a ConfigMap, so one comes
+    at once). Secrets need not be listed yet: a pass reads what it lacks (``references``)."""
     state: Readiness | None = memo.get("readiness")
     if state is not None and not state.watching:
         state.watching = True
@@ -275,15 +289,19 @@ async def reconcile_worker(
     owned: kopf.Index[tuple[str, ...], tuple[str, str]] = indices["lft_owned"]
     await runtime.run_worker(
         body,
-        _reader(indices),
+        _reader(memo),
         stopped=lambda: bool(stopped),
         wait_stopped=wait_stopped,
         owners=lambda key: list(owned.get(key, [])),
     )
 
 
+# The watch handlers are coroutines: they run on the event loop, as the workers they wake and
+# the cache they update (kopf runs a plain function in a thread).
+
+
 @kopf.on.event(*LFT, id=HANDLER_SPEC_WATCH)
-def spec_watch(
+async def spec_watch(
     type: str,
     namespace: str | None,
     name: str,
@@ -294,6 +312,10 @@ def spec_watch(
 ) -> None:
     runtime: Runtime = memo["runtime"]
     ns = namespace or ""
+    # kopf has updated the index for this event: a deletion, or a spec that no longer names
+    # an object, lets its data go unless another resource still references it.
+    references: ReferenceCache = memo["references"]
+    references.forget_unreferenced(ns, indices["lft_references"])
     if type == "DELETED":
         # kopf has already dropped the resource from its indices: a resource kept off a
         # pipeline id this one held (PipelineIdConflict) may take it now.
@@ -305,37 +327,36 @@ def spec_watch(
     runtime.spec_changed(ns, name, meta.get("generation"))
 
 
-def _wake_referencing(
-    runtime: Runtime,
-    index: kopf.Index[tuple[str, str, str], tuple[str, str]],
-    namespace: str,
-    kind: str,
-    name: str,
-) -> None:
-    for target in index.get((namespace, kind, name), []):
-        runtime.wake(*target)
-
-
 @kopf.on.event("secrets", id=HANDLER_SECRET_WATCH)
-def secret_watch(
+async def secret_watch(
+    type: str | None,
     namespace: str | None,
     name: str,
+    body: kopf.Body,
     memo: kopf.Memo,
     **indices: Any,
 ) -> None:
+    references: ReferenceCache = memo["references"]
+    runtime: Runtime = memo["runtime"]
     refs = indices["lft_references"]
-    _wake_referencing(memo["runtime"], refs, namespace or "", "Secret", name)
+    references.on_event("Secret", type, namespace or "", name, body, index=refs, wake=runtime.wake)
 
 
 @kopf.on.event("configmaps", id=HANDLER_CONFIGMAP_WATCH)
-def configmap_watch(
+async def configmap_watch(
+    type: str | None,
     namespace: str | None,
     name: str,
+    body: kopf.Body,
     memo: kopf.Memo,
     **indices: Any,
 ) -> None:
+    references: ReferenceCache = memo["references"]
+    runtime: Runtime = memo["runtime"]
     refs = indices["lft_references"]
-    _wake_referencing(memo["runtime"], refs, namespace or "", "ConfigMap", name)
+    references.on_event(
+        "ConfigMap", type, namespace or "", name, body, index=refs, wake=runtime.wake
+    )
 
 
 # -- deletion -----------------------------------------------------------------------------------
@@ -365,7 +386,7 @@ async def cleanup(
     connection_shared = any(_shared(lft_owned, k, me) for k in keys if k[0] == "connection")
     result = await runtime.cleanup(
         body,
-        _reader(indices),
+        _reader(memo),
         filter_shared=filter_shared,
         connection_shared=connection_shared,
     )

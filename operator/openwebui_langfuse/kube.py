@@ -77,6 +77,9 @@ def resource_path(namespace: str, name: str | None = None) -> str:
     return f"{path}/{quote(name)}" if name else path
 
 
+_CORE_PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps"}
+
+
 def secret_path(namespace: str, name: str | None = None) -> str:
     path = f"/api/v1/namespaces/{quote(namespace)}/secrets"
     return f"{path}/{quote(name)}" if name else path
@@ -132,7 +135,8 @@ class KubeClient:
 
 
 class KubeApi:
-    """Status and annotation writes for LangfuseTracing resources."""
+    """Status and annotation writes for LangfuseTracing resources, and reads of the Secrets
+    and ConfigMaps they reference (``references``: once, the first time one is referenced)."""
 
     def __init__(
         self,
@@ -166,16 +170,24 @@ class KubeApi:
         return self._client, creds
 
     async def _send(
-        self, method: str, path: str, body: Mapping[str, Any], what: str, content_type: str
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        what: str,
+        content_type: str | None,
     ) -> httpx.Response:
         for attempt in (1, 2):
             client, creds = self._http()
+            headers = dict(creds.headers)
+            if content_type is not None:
+                headers["Content-Type"] = content_type
             try:
                 response = await client.request(
                     method,
                     f"{creds.server.rstrip('/')}{path}",
-                    json=dict(body),
-                    headers={**creds.headers, "Content-Type": content_type},
+                    json=dict(body) if body is not None else None,
+                    headers=headers,
                 )
             except httpx.HTTPError as exc:
                 raise KubeError(f"{what} failed: {type(exc).__name__}") from None
@@ -193,6 +205,18 @@ class KubeApi:
 
     async def _merge_patch(self, path: str, body: Mapping[str, Any], what: str) -> httpx.Response:
         return await self._send("PATCH", path, body, what, "application/merge-patch+json")
+
+    async def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET one Secret or ConfigMap (``kind``); None when there is none of that name."""
+        path = f"/api/v1/namespaces/{quote(namespace)}/{_CORE_PLURALS[kind]}/{quote(name)}"
+        try:
+            response = await self._send("GET", path, None, f"get {kind} {namespace}/{name}", None)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        body = response.json()
+        return body if isinstance(body, dict) else {}
 
     async def create_secret_once(
         self, namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str]

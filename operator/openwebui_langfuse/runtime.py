@@ -73,19 +73,31 @@ def utc_now() -> str:
 
 
 class IndexReader:
-    """Reads referenced Secrets/ConfigMaps from watch-fed indices (no API round trip).
+    """Reads referenced Secrets/ConfigMaps from watch-fed caches (no API round trip).
 
-    The indices map ``(namespace, name)`` to the objects' ``data`` (kopf yields a collection per
-    key; there is exactly one object per namespace/name).
+    The caches map ``(namespace, name)`` to the objects' ``data`` (a collection per key, as
+    kopf's indices yield; there is exactly one object per namespace/name). The reads are
+    synchronous, so what a spec references is loaded before a pass reads it: ``prefetch``
+    (``references.ReferenceCache.prefetch``: a GET of what the watch has not brought yet).
     """
 
     def __init__(
         self,
         secrets: Mapping[Key, Iterable[Mapping[str, Any]]],
         config_maps: Mapping[Key, Iterable[Mapping[str, Any]]],
+        *,
+        prefetch: Callable[[str, Mapping[str, Any], Iterable[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._secrets = secrets
         self._config_maps = config_maps
+        self._prefetch = prefetch
+
+    async def prefetch(
+        self, namespace: str, raw_spec: Mapping[str, Any], extra_secrets: Iterable[str] = ()
+    ) -> None:
+        """Load what ``raw_spec`` references, before a pass or a cleanup reads it."""
+        if self._prefetch is not None:
+            await self._prefetch(namespace, raw_spec, extra_secrets)
 
     @staticmethod
     def _first(index: Mapping[Key, Iterable[Mapping[str, Any]]], key: Key) -> Mapping[str, Any]:
@@ -294,6 +306,9 @@ class Runtime:
                 await self._mark_suspended(worker, ref, body)
                 return _resync_seconds(raw_spec)
             worker.suspended_logged = False
+            await reader.prefetch(
+                namespace, raw_spec, targets.record_secret_names(worker.install_record)
+            )
             result = await reconcile(
                 ref,
                 raw_spec,
@@ -523,6 +538,7 @@ class Runtime:
             if raw_spec.get("suspend"):
                 return CleanupResult(True, False, "suspended: upstream left as it is")
             try:
+                await reader.prefetch(key[0], raw_spec)
                 result = await cleanup(
                     ResourceRef(key[0], key[1], int(meta.get("generation") or 0)),
                     raw_spec,

@@ -166,7 +166,7 @@ def test_the_chart_deployments_environment_runs_the_operator(
     deployment = yaml.safe_load(rendered)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["run"]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env = {e["name"]: e.get("value") for e in container["env"] if "value" in e}
     assert env["OPENWEBUI_LANGFUSE_NAMESPACES"] == namespace
     account = chart_rbac(cluster, world, namespace)
     kubeconfig = token_kubeconfig(cluster, namespace, account, tmp_path / "kubeconfig")

@@ -107,3 +107,12 @@ def remember_install(record: str | None, memory: InstallMemory) -> None:
     read = read_record(record)
     if read is not None:
         read[0].remember_install(read[1], memory)
+
+
+def record_secret_names(record: str | None) -> frozenset[str]:
+    """Secrets a record names (the Pipelines key of a filter installed before a move): the
+    resource still reads them, to remove that filter, though its spec no longer does."""
+    read = read_record(record)
+    key = read[1].get("apiKey") if read is not None else None
+    name = key.get("name") if isinstance(key, dict) else None
+    return frozenset({name}) if isinstance(name, str) and name else frozenset()
