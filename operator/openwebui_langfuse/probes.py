@@ -54,14 +54,14 @@ class UpstreamProbes:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http_for: Callable[[str], httpx.AsyncClient],
         wake: Callable[[Key], object],
         *,
         interval: float = PROBE_INTERVAL_SECONDS,
         quiet: float = QUIET_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http = http
+        self._http_for = http_for  # the pool of one upstream URL
         self._wake = wake
         self._interval = interval
         self._quiet = quiet
@@ -155,7 +155,7 @@ class UpstreamProbes:
         it refuses: then the resources' own passes report why)."""
         for api_key in dict.fromkeys(watch.keys.values()):
             try:
-                response = await self._http.get(
+                response = await self._http_for(watch.url).get(
                     f"{watch.url}/pipelines",
                     headers={"Authorization": f"Bearer {api_key}"},
                     timeout=max(self._interval, 1.0),
@@ -172,7 +172,9 @@ class UpstreamProbes:
 
     async def _healthy(self, url: str) -> bool:
         try:
-            response = await self._http.get(f"{url}/health", timeout=max(self._interval, 1.0))
+            response = await self._http_for(url).get(
+                f"{url}/health", timeout=max(self._interval, 1.0)
+            )
         except httpx.HTTPError:
             return False
         return response.status_code == 200

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -166,29 +167,50 @@ class Runtime:
         self.settings = settings
         self.kube = kube
         self.emit = emit
-        self.http = http or httpx.AsyncClient(
-            timeout=settings.http_timeout,
-            limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
-        )
+        # For filter downloads; the upstreams each get a pool of their own (``http_for``).
+        self.http = http or httpx.AsyncClient(timeout=settings.http_timeout)
+        self._pools: dict[str, httpx.AsyncClient] = {}
         self.memory = InstallMemory()
         self.workers: dict[Key, Worker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # A restarted Pipelines or Open WebUI wakes its resources at once (probes.py).
-        self.probes = UpstreamProbes(self.http, lambda key: self.wake(*key))
-        # One HTTP pool per Open WebUI URL, reused by every pass (the Pipelines and Langfuse
-        # clients share ``http``).
+        self.probes = UpstreamProbes(self.http_for, lambda key: self.wake(*key))
+        # One HTTP pool per Open WebUI URL, reused by every pass.
         self.open_webui = OpenWebUIConnections(settings.http_timeout)
         self.upstreams = Upstreams(
             pipelines=lambda url, key: PipelinesClient(
-                url, key, http=self.http, timeout=settings.http_timeout
+                url, key, http=self.http_for(url), timeout=settings.http_timeout
             ),
             langfuse=lambda host: LangfuseClient(
-                host, http=self.http, timeout=settings.http_timeout
+                host, http=self.http_for(host), timeout=settings.http_timeout
             ),
             download=self.download,
             connection=self.open_webui,
             lock_for=self.lock_for,
         )
+
+    def http_for(self, url: str) -> httpx.AsyncClient:
+        """The HTTP pool of one upstream (scheme, host and port), reused by every pass and
+        probe. One shared pool kept too few connections for 20 Pipelines servers and Langfuse
+        (a new connection per pass, bench/operator_scale.md), and scans all its connections
+        on every request; a pool per upstream keeps a few, and finds one at once."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        pool = self._pools.get(origin)
+        if pool is None or pool.is_closed:
+            pool = self._pools[origin] = httpx.AsyncClient(
+                timeout=self.settings.http_timeout,
+                limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=60),
+            )
+        return pool
+
+    async def close_pools(self) -> None:
+        """Close every upstream pool (the next call opens a new one)."""
+        await self.probes.aclose()
+        await self.open_webui.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
 
     def lock_for(self, url: str) -> asyncio.Lock:
         """One write lock per Pipelines server (it has none, and uploads reload everything)."""
@@ -213,8 +235,7 @@ class Runtime:
         return response.content
 
     async def aclose(self) -> None:
-        await self.probes.aclose()
-        await self.open_webui.aclose()
+        await self.close_pools()
         await self.http.aclose()
         if self.kube is not None:
             await self.kube.aclose()

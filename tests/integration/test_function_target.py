@@ -151,8 +151,7 @@ class Operator:
         try:
             return await step
         finally:  # each step runs in an event loop of its own: its pools go with it
-            await self.runtime.probes.aclose()
-            await self.runtime.open_webui.aclose()
+            await self.runtime.close_pools()
             await self.runtime.http.aclose()
             self.runtime.http = httpx.AsyncClient(timeout=10)
 

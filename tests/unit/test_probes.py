@@ -47,7 +47,7 @@ async def probes_for(
 ) -> UpstreamProbes:
     http = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handle))
     # A long interval: the tests call probe_once themselves, the background loop never fires.
-    return UpstreamProbes(http, woken.append, interval=3600, quiet=5, clock=clock)
+    return UpstreamProbes(lambda _url: http, woken.append, interval=3600, quiet=5, clock=clock)
 
 
 def watch_of(probes: UpstreamProbes, kind: str, url: str):  # type: ignore[no-untyped-def]

@@ -4,14 +4,17 @@ The filter file is never imported by the operator: it is a Pipelines module, upl
 (`filter.source: bundled`), so no network is needed to install it.
 """
 
+import functools
 import hashlib
 from importlib import resources
 
 BUNDLED_FILTER_FILENAME = "langfuse_tracing_filter.py"
 
 
+@functools.cache
 def bundled_filter_bytes() -> bytes:
-    """The exact bytes of the bundled filter file, as uploaded to Pipelines."""
+    """The exact bytes of the bundled filter file, as uploaded to Pipelines: read once, and
+    shared by every pass (200 passes waiting on Pipelines held 200 copies)."""
     return resources.files(__package__).joinpath(BUNDLED_FILTER_FILENAME).read_bytes()
 
 
