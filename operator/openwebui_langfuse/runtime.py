@@ -200,7 +200,7 @@ class Runtime:
         if pool is None or pool.is_closed:
             pool = self._pools[origin] = httpx.AsyncClient(
                 timeout=self.settings.http_timeout,
-                limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=60),
+                limits=httpx.Limits(max_keepalive_connections=10, keepalive_expiry=60),
             )
         return pool
 
