@@ -1,25 +1,34 @@
-"""Operator latency benchmark (issue 5): apply -> Ready, Secret rotation -> valves, idle writes.
+"""Operator latency benchmark (issues 5 and 12): apply -> Ready, Secret rotation -> valves, idle
+writes, for each target (Pipelines, and the filter as an Open WebUI Filter Function).
 
-On the local world, in one run:
+On the local world, in one run, per target:
 
 1. ``kubectl apply`` -> ``Ready=True``: N resources (bundled filter, no ``requirements:``), created
-   one after another in one namespace sharing one Pipelines server; the time from the create
-   call returning to the first watch event showing ``Ready=True``.
+   one after another in one namespace sharing one upstream server (one Pipelines server, or one
+   Open WebUI holding N global filter functions); the time from the create call returning to
+   the first watch event showing ``Ready=True``.
 2. Secret rotation -> new valves: N rotations of the Langfuse Secret of one resource to another
-   valid key pair; the time from the Secret update returning to Pipelines' valves showing the
-   new secret key (polled every 5 ms).
+   valid key pair; the time from the Secret update returning to the upstream's valves showing
+   the new secret key (Pipelines' ``GET /<id>/valves``, or Open WebUI's
+   ``GET /api/v1/functions/id/<id>/valves``; polled every 5 ms).
 3. Upstream writes during 10 resync periods with nothing changed (resyncInterval 10s): write
-   requests (upload, add, delete, valves update) in the Pipelines access log.
+   requests in the upstream server's access log (Pipelines: upload, add, delete, valves update;
+   Open WebUI: every POST or DELETE, and models refreshes).
 
-The operator runs as a process with the chart's RBAC, exactly as in the integration tests.
+The operator runs as a process with the chart's RBAC, exactly as in the integration tests; each
+target gets a namespace and an operator process of its own (the cluster and the Langfuse
+stand-in are shared), so one target's resyncs never run during the other's measurements.
 Run from the repository root:
 
     <project venv>/bin/python -m bench.operator_latency [--count 20] [--idle-periods 10]
+        [--target pipelines|function|both]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import re
 import shutil
 import statistics
@@ -27,13 +36,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.cluster import Cluster
 from tests.world.manifest import World
+from tests.world.open_webui import OpenWebUI
 from tests.world.operator import (
     GROUP,
     PLURAL,
@@ -49,9 +59,14 @@ from tests.world.poll import wait_for
 
 RESYNC_SECONDS = 10
 PACKAGE = Path(__file__).resolve().parents[1] / "operator" / "openwebui_langfuse"
-WRITE_LINE = re.compile(
+PIPELINES_WRITE = re.compile(
     r'"(POST /pipelines/(upload|add)|DELETE /pipelines/delete|POST /\S+/valves/update)'
 )
+# Uvicorn's access lines in Open WebUI's log: every state change is a POST or a DELETE (sign-in
+# too, which a cached token makes unnecessary); a models refresh is a GET that rebuilds the
+# cached model list.
+OPEN_WEBUI_WRITE = re.compile(r'"(POST|DELETE) /api/|"GET /api/models\?refresh=true')
+TARGETS = ("pipelines", "function")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -116,75 +131,173 @@ class ReadyWatch:
                 return
 
 
-def spec(
-    pipelines: PipelinesServer, langfuse: LangfuseStandIn, secret: str = "langfuse"
-) -> dict[str, Any]:
+def langfuse_spec(langfuse: LangfuseStandIn, secret: str) -> dict[str, Any]:
     return {
-        "langfuse": {
-            "host": langfuse.url,
-            "publicKey": {"secretKeyRef": {"name": secret, "key": "public-key"}},
-            "secretKey": {"secretKeyRef": {"name": secret, "key": "secret-key"}},
-        },
-        "pipelines": {
-            "url": pipelines.url,
-            "apiKey": {"secretKeyRef": {"name": "pipelines", "key": "api-key"}},
-        },
-        "resyncInterval": f"{RESYNC_SECONDS}s",
+        "host": langfuse.url,
+        "publicKey": {"secretKeyRef": {"name": secret, "key": "public-key"}},
+        "secretKey": {"secretKeyRef": {"name": secret, "key": "secret-key"}},
     }
 
 
-def pipelines_writes(pipelines: PipelinesServer) -> int:
-    return sum(
-        1
-        for line in pipelines.log_path.read_text(errors="replace").splitlines()
-        if WRITE_LINE.search(line)
-    )
+class Upstream(Protocol):
+    """Where one target's filter lives, as this benchmark drives and reads it."""
+
+    target: str
+    namespace: str
+    where: str  # "in Pipelines", "in the function (Open WebUI)"
+
+    def put_secrets(self, harness: Harness) -> None: ...
+
+    def spec(self, langfuse: LangfuseStandIn, secret: str) -> dict[str, Any]: ...
+
+    def filter_id(self, resource: dict[str, Any]) -> str: ...
+
+    def stored_secret_key(self, filter_id: str) -> str | None: ...
+
+    def writes(self) -> int: ...
 
 
-def run(count: int, idle_periods: int) -> dict[str, str]:
-    world = World.load()
-    results: dict[str, str] = {}
+class PipelinesUpstream:
+    target = "pipelines"
     namespace = "bench"
-    with (
-        Cluster(world) as cluster,
-        PipelinesServer(world) as pipelines,
-        LangfuseStandIn() as langfuse,
-    ):
-        install_crd(cluster)
-        cluster.kubectl("create", "namespace", namespace)
-        wait_for(
-            lambda: cluster.kubectl("get", "sa", "default", "-n", namespace).returncode == 0,
-            30,
-            "default ServiceAccount",
+    where = "in Pipelines"
+
+    def __init__(self, pipelines: PipelinesServer) -> None:
+        self.pipelines = pipelines
+        self.http = httpx.Client(base_url=pipelines.url, timeout=5)
+
+    def put_secrets(self, harness: Harness) -> None:
+        harness.put_secret(self.namespace, "pipelines", {"api-key": self.pipelines.api_key})
+
+    def spec(self, langfuse: LangfuseStandIn, secret: str) -> dict[str, Any]:
+        return {
+            "langfuse": langfuse_spec(langfuse, secret),
+            "pipelines": {
+                "url": self.pipelines.url,
+                "apiKey": {"secretKeyRef": {"name": "pipelines", "key": "api-key"}},
+            },
+            "resyncInterval": f"{RESYNC_SECONDS}s",
+        }
+
+    def filter_id(self, resource: dict[str, Any]) -> str:
+        return str(resource["status"]["pipelineId"])
+
+    def stored_secret_key(self, filter_id: str) -> str | None:
+        value = self.http.get(f"/{filter_id}/valves").json().get("secret_key")
+        return str(value) if value is not None else None
+
+    def writes(self) -> int:
+        text = self.pipelines.log_path.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if PIPELINES_WRITE.search(line))
+
+
+class FunctionUpstream:
+    target = "function"
+    namespace = "bench-function"
+    where = "in the function (Open WebUI)"
+
+    def __init__(self, open_webui: OpenWebUI) -> None:
+        self.open_webui = open_webui
+        # The benchmark's own admin session (a JWT of its own sign-in), kept alive for polling.
+        self.http = httpx.Client(
+            base_url=open_webui.url,
+            headers={"Authorization": f"Bearer {open_webui.token}"},
+            timeout=5,
         )
-        project = langfuse.add_project(name="bench")
-        api = cluster.api_client()
-        harness = Harness(api)
+
+    def put_secrets(self, harness: Harness) -> None:
         harness.put_secret(
-            namespace,
-            "langfuse",
-            {"public-key": project.public_key, "secret-key": project.secret_key},
+            self.namespace,
+            "open-webui-admin",
+            {"email": self.open_webui.admin_email, "password": self.open_webui.admin_password},
         )
-        harness.put_secret(namespace, "pipelines", {"api-key": pipelines.api_key})
-        account = chart_rbac(cluster, world, namespace)
-        tmp = Path(tempfile.mkdtemp(prefix="owl-bench-"))
-        kubeconfig = token_kubeconfig(cluster, namespace, account, tmp / "kubeconfig")
-        watcher = ReadyWatch(harness, namespace)
-        watcher.start()
-        # The operator runs from a snapshot of the package taken now: in a checkout that is
-        # being edited (the bundled filter, say), a changed file would rightly be re-uploaded
-        # at the next resync and count as idle writes that the operator did not cause.
-        snapshot = tmp / "snapshot"
-        shutil.copytree(
-            PACKAGE, snapshot / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-        env = {"PYTHONPATH": str(snapshot)}
+
+    def spec(self, langfuse: LangfuseStandIn, secret: str) -> dict[str, Any]:
+        return {
+            "target": "function",
+            "langfuse": langfuse_spec(langfuse, secret),
+            "openWebUI": {
+                "url": self.open_webui.url,
+                "auth": {"credentials": {"secretRef": {"name": "open-webui-admin"}}},
+            },
+            "resyncInterval": f"{RESYNC_SECONDS}s",
+        }
+
+    def filter_id(self, resource: dict[str, Any]) -> str:
+        return str(resource["status"]["functionId"])
+
+    def stored_secret_key(self, filter_id: str) -> str | None:
+        answer = self.http.get(f"/api/v1/functions/id/{filter_id}/valves")
+        value = answer.json().get("secret_key") if answer.status_code == 200 else None
+        return str(value) if value is not None else None
+
+    def writes(self) -> int:
+        text = self.open_webui.log_path.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if OPEN_WEBUI_WRITE.search(line))
+
+
+def settle(upstream: Upstream, harness: Harness, quiet: float = 2.0) -> None:
+    """Wait until the last rotation's tail (status patch, a resync already due) is over: no
+    upstream write and no change to any resource for ``quiet`` seconds."""
+
+    def state() -> tuple[int, tuple[str, ...]]:
+        versions = tuple(o["metadata"]["resourceVersion"] for o in harness.list(upstream.namespace))
+        return upstream.writes(), versions
+
+    last, since = state(), time.monotonic()
+
+    def quiet_enough() -> bool:
+        nonlocal last, since
+        now = state()
+        if now != last:
+            last, since = now, time.monotonic()
+        return time.monotonic() - since >= quiet
+
+    wait_for(quiet_enough, 60, f"{quiet:g} s without writes", interval=0.1, max_interval=0.1)
+
+
+def measure(
+    cluster: Cluster,
+    world: World,
+    harness: Harness,
+    langfuse: LangfuseStandIn,
+    upstream: Upstream,
+    count: int,
+    idle_periods: int,
+) -> dict[str, str]:
+    results: dict[str, str] = {}
+    namespace = upstream.namespace
+    cluster.kubectl("create", "namespace", namespace)
+    wait_for(
+        lambda: cluster.kubectl("get", "sa", "default", "-n", namespace).returncode == 0,
+        30,
+        "default ServiceAccount",
+    )
+    project = langfuse.add_project(name=f"bench-{upstream.target}")
+    harness.put_secret(
+        namespace,
+        "langfuse",
+        {"public-key": project.public_key, "secret-key": project.secret_key},
+    )
+    upstream.put_secrets(harness)
+    account = chart_rbac(cluster, world, namespace)
+    tmp = Path(tempfile.mkdtemp(prefix="owl-bench-"))
+    kubeconfig = token_kubeconfig(cluster, namespace, account, tmp / "kubeconfig")
+    watcher = ReadyWatch(harness, namespace)
+    watcher.start()
+    # The operator runs from a snapshot of the package taken now: in a checkout that is being
+    # edited (the bundled filter, say), a changed file would rightly be re-uploaded at the next
+    # resync and count as idle writes that the operator did not cause.
+    snapshot = tmp / "snapshot"
+    shutil.copytree(PACKAGE, snapshot / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(snapshot)}
+    try:
         with OperatorProcess(world, kubeconfig, [namespace], env=env, log_dir=tmp) as operator:
             # 1. apply -> Ready
             latencies = []
             for i in range(count):
                 name = f"r{i:02d}"
-                harness.apply(namespace, name, spec(pipelines, langfuse))
+                harness.apply(namespace, name, upstream.spec(langfuse, "langfuse"))
                 created = time.monotonic()
                 wait_for(lambda n=name: n in watcher.ready_at, 30, f"{name} Ready")
                 latencies.append(watcher.ready_at[name] - created)
@@ -192,15 +305,17 @@ def run(count: int, idle_periods: int) -> dict[str, str]:
             results["  in creation order (ms)"] = " ".join(f"{v * 1000:.0f}" for v in latencies)
 
             # 2. Secret rotation -> valves: a resource with a Secret of its own, next to the
-            # N resources above (all on the same Pipelines server).
+            # N resources above (all on the same upstream server).
             harness.put_secret(
                 namespace,
                 "langfuse-rot",
                 {"public-key": project.public_key, "secret-key": project.secret_key},
             )
-            harness.apply(namespace, "rotating", spec(pipelines, langfuse, "langfuse-rot"))
+            harness.apply(namespace, "rotating", upstream.spec(langfuse, "langfuse-rot"))
             wait_for(lambda: "rotating" in watcher.ready_at, 30, "rotating Ready")
-            pid = f"lft_{namespace}_rotating"
+            rotating = harness.get(namespace, "rotating")
+            assert rotating is not None
+            filter_id = upstream.filter_id(rotating)
             rotations = []
             for _ in range(count):
                 fresh = langfuse.add_project(name="rotated")
@@ -210,29 +325,26 @@ def run(count: int, idle_periods: int) -> dict[str, str]:
                     {"public-key": fresh.public_key, "secret-key": fresh.secret_key},
                 )
                 updated = time.monotonic()
+                # Compared here, never printed: the valves hold a secret.
                 wait_for(
-                    lambda s=fresh.secret_key: (
-                        httpx.get(f"{pipelines.url}/{pid}/valves", timeout=5).json()["secret_key"]
-                        == s
-                    ),
+                    lambda s=fresh.secret_key: upstream.stored_secret_key(filter_id) == s,
                     30,
                     "rotated valves",
                     interval=0.005,
                     max_interval=0.005,
                 )
                 rotations.append(time.monotonic() - updated)
-            results["Secret rotation -> new valves in Pipelines"] = summary(rotations)
+            results[f"Secret rotation -> new valves {upstream.where}"] = summary(rotations)
 
-            # Let the last rotation settle on every resource before counting.
-            time.sleep(3)
-            # 3. idle writes over 10 resync periods
-            before = pipelines_writes(pipelines)
+            settle(upstream, harness)
+            # 3. idle writes over 10 resync periods: a window, so a wait is the measurement.
+            before = upstream.writes()
             versions = {
                 o["metadata"]["name"]: o["metadata"]["resourceVersion"]
                 for o in harness.list(namespace)
             }
             time.sleep(idle_periods * RESYNC_SECONDS)
-            after = pipelines_writes(pipelines)
+            after = upstream.writes()
             touched = [
                 o["metadata"]["name"]
                 for o in harness.list(namespace)
@@ -243,12 +355,44 @@ def run(count: int, idle_periods: int) -> dict[str, str]:
             ] = str(len(touched))
             results[
                 f"upstream writes during {idle_periods} resync periods "
-                f"({idle_periods * RESYNC_SECONDS}s, {count} resources)"
+                f"({idle_periods * RESYNC_SECONDS}s, {count + 1} resources)"
             ] = str(after - before)
-            passes = operator.log_text().count("updated valves")
-            results["valves writes in the whole run (operator log)"] = str(passes)
+            log = operator.log_text()
+            results["valves writes in the whole run (operator log)"] = str(
+                log.count("updated valves")
+            )
+            secrets_logged = [v for v in harness.secret_values if v in log]
+            assert not secrets_logged, "a secret value showed up in the operator's log"
+    finally:
         watcher.stop()
-        api.close()
+    return results
+
+
+def run(count: int, idle_periods: int, targets: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    world = World.load()
+    results: dict[str, dict[str, str]] = {}
+    with Cluster(world) as cluster, LangfuseStandIn() as langfuse:
+        install_crd(cluster)
+        api = cluster.api_client()
+        harness = Harness(api)
+        try:
+            for target in targets:
+                upstream: PipelinesUpstream | FunctionUpstream
+                if target == "pipelines":
+                    with PipelinesServer(world) as pipelines:
+                        upstream = PipelinesUpstream(pipelines)
+                        results[target] = measure(
+                            cluster, world, harness, langfuse, upstream, count, idle_periods
+                        )
+                else:
+                    with OpenWebUI(world) as open_webui:
+                        upstream = FunctionUpstream(open_webui)
+                        results[target] = measure(
+                            cluster, world, harness, langfuse, upstream, count, idle_periods
+                        )
+                upstream.http.close()
+        finally:
+            api.close()
     return results
 
 
@@ -256,9 +400,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--idle-periods", type=int, default=10)
+    parser.add_argument(
+        "--target",
+        choices=(*TARGETS, "both"),
+        default="both",
+        help="which target's figures to measure (default: both, Pipelines first)",
+    )
     args = parser.parse_args()
-    for key, value in run(args.count, args.idle_periods).items():
-        print(f"{key}: {value}")
+    targets = TARGETS if args.target == "both" else (args.target,)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0]
+    for target, results in run(args.count, args.idle_periods, targets).items():
+        print(f"[{target}]")
+        for key, value in results.items():
+            print(f"{key}: {value}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; started {started}; 1-minute "
+        f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    )
     return 0
 
 
