@@ -234,7 +234,7 @@ class FunctionTarget:
         p = self.p
         spec = p.spec
         assert spec.open_webui is not None
-        everywhere = spec.filter.models == ("*",)
+        everywhere = "*" in spec.filter.models  # as the Pipelines valve reads it
         wanted = () if everywhere else spec.filter.models
         before = attached_models(p.previous_openwebui_status)
         attached = set(before)
@@ -249,20 +249,23 @@ class FunctionTarget:
                 what = "for every model" if everywhere else "for the listed models only"
                 p.writes.append(f"made function {self.fid} run {what}")
                 self._changed = True
-            for model in wanted:
-                try:
-                    if await api.attach_filter(model, self.fid):
-                        p.writes.append(f"attached {self.fid} to model {model}")
-                        self._changed = True
-                    attached.add(model)
-                except ModelNotFound:
-                    missing.append(model)
-            for model in sorted(attached - set(wanted)):
-                with contextlib.suppress(ModelNotFound):
-                    if await api.detach_filter(model, self.fid):
-                        p.writes.append(f"detached {self.fid} from model {model}")
-                        self._changed = True
-                attached.discard(model)
+            # A model record is read, changed and written whole: resources of one Open WebUI
+            # take turns, or one would write back a record without the other's filter id.
+            async with p.upstreams.lock_for(self.url):
+                for model in wanted:
+                    try:
+                        if await api.attach_filter(model, self.fid):
+                            p.writes.append(f"attached {self.fid} to model {model}")
+                            self._changed = True
+                        attached.add(model)
+                    except ModelNotFound:
+                        missing.append(model)
+                for model in sorted(attached - set(wanted)):
+                    with contextlib.suppress(ModelNotFound):
+                        if await api.detach_filter(model, self.fid):
+                            p.writes.append(f"detached {self.fid} from model {model}")
+                            self._changed = True
+                    attached.discard(model)
             if spec.open_webui.usage_capability and await ensure_usage_capability(client):
                 p.writes.append("turned on the usage capability")
             if self._changed or seen not in p.memory.confirmed:
@@ -385,10 +388,11 @@ async def remove(
         async with api_factory.client(spec.open_webui.url, auth) as client:
             api = FunctionsApi(client)
             if not filter_shared:
-                for model in attached:
-                    with contextlib.suppress(ModelNotFound):
-                        if await api.detach_filter(model, fid):
-                            writes.append(f"detached {fid} from model {model}")
+                async with upstreams.lock_for(spec.open_webui.url):  # as in publish
+                    for model in attached:
+                        with contextlib.suppress(ModelNotFound):
+                            if await api.detach_filter(model, fid):
+                                writes.append(f"detached {fid} from model {model}")
                 info = await api.get_function(fid)
                 if info is not None and is_owned(info):
                     await api.delete_function(fid)
