@@ -217,6 +217,19 @@ class Pass:
         self.set(type_, "False", reason, message)
         self.outcomes.append("temporary" if temporary else "permanent")
 
+    def has_unknown_valves(self, desired: Mapping[str, Any], known: Any, what: str) -> bool:
+        """Fail ``ValvesSynced`` (permanently: only a spec change helps) when ``desired`` names
+        a valve ``what`` (the filter, as the message calls it) does not have."""
+        unknown = sorted(k for k in desired if k not in known)
+        if unknown:
+            self.fail(
+                cond.VALVES_SYNCED,
+                "UnknownValves",
+                f"{what} has no valve(s) {', '.join(unknown)}",
+                temporary=False,
+            )
+        return bool(unknown)
+
     def secret(self, ref: SecretKeyRef) -> str:
         return self.reader.secret_value(self.ref.namespace, ref.name, ref.key)
 

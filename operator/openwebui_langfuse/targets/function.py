@@ -201,14 +201,7 @@ class FunctionTarget:
         # Which models it runs for is Open WebUI's (global, or the models' filterIds), not the
         # Pipelines-only `pipelines` valve's: left at its default rather than shown as synced.
         desired.pop("pipelines", None)
-        unknown = sorted(k for k in desired if k not in self._valve_names)
-        if unknown:
-            p.fail(
-                cond.VALVES_SYNCED,
-                "UnknownValves",
-                f"function {self.fid} has no valve(s) {', '.join(unknown)}",
-                temporary=False,
-            )
+        if p.has_unknown_valves(desired, self._valve_names, f"function {self.fid}"):
             return
         try:
             _, api = await self._open()

@@ -153,14 +153,7 @@ class PipelinesTarget:
         try:
             async with p.upstreams.lock_for(self.server.url):
                 current = await client.get_valves(pid)
-                unknown = sorted(k for k in desired if k not in current)
-                if unknown:
-                    p.fail(
-                        cond.VALVES_SYNCED,
-                        "UnknownValves",
-                        f"filter {pid} has no valve(s) {', '.join(unknown)}",
-                        temporary=False,
-                    )
+                if p.has_unknown_valves(desired, current, f"filter {pid}"):
                     return
                 change = overlay_valves(current, desired)
                 if change is not None:
