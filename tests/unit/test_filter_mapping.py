@@ -105,6 +105,32 @@ def test_trace_ids_are_stable_hex_and_distinct(module: ModuleType) -> None:
     assert len(first) == 32 and int(first, 16) > 0
 
 
+def test_generation_ids_follow_the_documented_formula(module: ModuleType) -> None:
+    """docs/tracing.md: sha256("message:<id>")[:16], and a task on the message its own id."""
+    import hashlib
+
+    turn = module.generation_id_for("msg-1")
+    assert turn == hashlib.sha256(b"message:msg-1").hexdigest()[:16]
+    assert turn == module.generation_id_for("msg-1")
+    assert turn != module.generation_id_for("msg-2")
+    assert module.generation_id_for("msg-1", "title_generation") not in (turn, "")
+    assert module.trace_id_for("chat-1") == hashlib.sha256(b"chat-1").hexdigest()[:32]
+
+
+def test_a_span_sent_twice_for_one_message_has_one_id(module: ModuleType) -> None:
+    import json
+
+    obs = module.Observation(
+        trace_key="chat-1", kind="chat", session_id="chat-1", user_id=None, tags=(),
+        name="chat", start_ns=1, model="m", model_id="m", model_name=None, chat_id="chat-1",
+        message_id="msg-1", task=None, stream=None, capture_content=False,
+    )  # fmt: skip
+    first, again = json.loads(module.encode_span(obs)), json.loads(module.encode_span(obs))
+    assert first["spanId"] == again["spanId"] == module.generation_id_for("msg-1")
+    obs.message_id = None
+    assert json.loads(module.encode_span(obs))["spanId"] != first["spanId"]
+
+
 @pytest.mark.parametrize(
     ("given", "sent"),
     [("production", "production"), ("Staging EU", "staging-eu"), ("langfuse-x", ""), ("", "")],

@@ -148,6 +148,15 @@ def trace_id_for(trace_key: str) -> str:
     return hashlib.sha256(trace_key.encode("utf-8")).hexdigest()[:32]
 
 
+def generation_id_for(message_id: str, task: str | None = None) -> str:
+    """A stable 16-hex span (observation) id per Open WebUI message, so a later span for the
+    same message (a retried outlet, a turn sent again after a reload) updates the same
+    generation, and anyone who knows the message id can address it (feedback scores). A
+    background task on the message gets its own id. Part of the contract: docs/tracing.md."""
+    key = "message:" + message_id if task is None else f"message:{message_id}:task:{task}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
 def otlp_value(value: Any) -> dict[str, Any]:
     """Encode one attribute value the way the OTLP JSON mapping does."""
     if isinstance(value, bool):
@@ -460,7 +469,9 @@ def encode_span(obs: Observation, content_note: str | None = None) -> str:
     end_ns = obs.end_ns if obs.end_ns is not None else obs.start_ns
     span = {
         "traceId": trace_id_for(obs.trace_key),
-        "spanId": os.urandom(8).hex(),
+        "spanId": (
+            generation_id_for(obs.message_id, obs.task) if obs.message_id else os.urandom(8).hex()
+        ),
         "name": obs.name,
         "kind": 1,
         "startTimeUnixNano": str(obs.start_ns),
