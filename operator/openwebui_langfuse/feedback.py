@@ -90,7 +90,8 @@ def traces_model(models: Sequence[str], model: str | None) -> bool:
     return "*" in models or (model is not None and model in models)
 
 
-def _rating(value: Any) -> float | None:
+def _number(value: Any) -> float | None:
+    """A rating as Open WebUI stores it (any int or string is accepted there) as a number."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -105,14 +106,15 @@ def _rating(value: Any) -> float | None:
 
 def scores_for(feedback: Mapping[str, Any], models: Sequence[str]) -> list[Score] | Skip:
     """The scores one feedback becomes, or why it becomes none."""
-    if not traces_model(models, model_of(feedback)):
+    model = model_of(feedback)
+    if not traces_model(models, model):
         return "not-ours"
     data = _mapping(feedback.get("data"))
     meta = _mapping(feedback.get("meta"))
     chat_id, message_id = meta.get("chat_id"), meta.get("message_id")
     if not (isinstance(chat_id, str) and chat_id and isinstance(message_id, str) and message_id):
         return "no-message"
-    rating = _rating(data.get("rating"))
+    rating = _number(data.get("rating"))
     if rating is None:
         return "no-rating"
     feedback_id = str(feedback["id"])
@@ -122,14 +124,14 @@ def scores_for(feedback: Mapping[str, Any], models: Sequence[str]) -> list[Score
         "source": "open-webui-feedback",
         "feedback_id": feedback_id,
         "open_webui_user_id": feedback.get("user_id"),
-        "model_id": model_of(feedback),
+        "model_id": model,
         "chat_id": chat_id,
         "message_id": message_id,
     }
     if isinstance(tags, list) and tags:
         metadata["tags"] = [str(tag) for tag in tags]
-    reason = data.get("reason")
-    if isinstance(reason, str) and reason:
+    reason = data.get("reason") if isinstance(data.get("reason"), str) else None
+    if reason:
         metadata["reason"] = reason
     comment = data.get("comment")
     comment = comment if isinstance(comment, str) else None
@@ -147,10 +149,10 @@ def scores_for(feedback: Mapping[str, Any], models: Sequence[str]) -> list[Score
         )
 
     scores = [score(RATING, "NUMERIC", rating)]
-    detailed = _rating(_mapping(data.get("details")).get("rating"))
+    detailed = _number(_mapping(data.get("details")).get("rating"))
     if detailed is not None:
         scores.append(score(DETAILED_RATING, "NUMERIC", detailed))
-    if isinstance(reason, str) and reason:
+    if reason:
         scores.append(score(REASON, "CATEGORICAL", reason))
     return scores
 
