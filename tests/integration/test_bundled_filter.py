@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from openwebui_langfuse.filters import bundled_filter_bytes
+from openwebui_langfuse.filters.langfuse_tracing_filter import generation_id_for
 
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.unit.test_filter_conversation import (
@@ -351,3 +352,45 @@ def test_a_bad_host_never_stops_pipelines(
     point_at(pipelines, langfuse)  # fixed by the next valves update
     replay(pipelines, scripted_conversation()[:2])
     langfuse.wait_for(lambda: langfuse.observations(), what="a trace after the fix")
+
+
+def test_a_message_sent_twice_is_one_observation_and_its_task_another(
+    pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    """The observation id comes from the message id: an outlet that comes again (retried, or
+    after a reload lost the pending turn) updates the generation instead of adding one."""
+    install_bundled(pipelines)
+    point_at(pipelines, langfuse)
+    message = "twice-1"
+    prompt = [{"role": "user", "content": "q"}]
+    replay(
+        pipelines,
+        [
+            Step("inlet", user_turn(CHAT_ID, message, [], "q", stream=False), USER),
+            Step("outlet", outlet_body(CHAT_ID, message, prompt, "a", None), USER),
+        ],
+    )
+    [first] = langfuse.wait_for(lambda: langfuse.observations(), what="the first export")
+    assert first["id"] == generation_id_for(message)
+    assert first["metadata"]["inlet_seen"] is True
+    pipelines.restart()  # the pending turns are gone; the outlet comes again
+    replay(pipelines, [Step("outlet", outlet_body(CHAT_ID, message, prompt, "a2", None), USER)])
+    langfuse.wait_for(
+        lambda: [o for o in langfuse.observations() if o["output"] == "a2"],
+        what="the second export",
+    )
+    [again] = langfuse.observations()
+    assert again["id"] == first["id"]
+    assert again["metadata"]["inlet_seen"] is False
+
+    task = user_turn(CHAT_ID, message, [], "Generate a concise title", stream=False)
+    task["metadata"]["task"] = "title_generation"
+    replay(pipelines, [Step("inlet", task, USER)])
+    rows = langfuse.wait_for(
+        lambda: len(langfuse.observations()) == 2 and langfuse.observations(),
+        what="the task's observation",
+    )
+    assert {row["id"] for row in rows} == {
+        generation_id_for(message),
+        generation_id_for(message, "title_generation"),
+    }

@@ -25,12 +25,14 @@ from typing import Any
 import httpx
 import pytest
 from openwebui_langfuse.filters import bundled_filter_bytes
+from openwebui_langfuse.filters.langfuse_tracing_filter import generation_id_for
 
 from tests.integration.test_bundled_filter import FAST, trace_id
 from tests.integration.test_bundled_filter_open_webui import connected  # noqa: F401 (fixture)
 from tests.peers.langfuse_standin.keys import Project
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.open_webui import OpenWebUI
+from tests.world.pipelines import PipelinesServer
 from tests.world.poll import wait_for
 from tests.world.sample_pipelines import ECHO_PIPE_ID
 
@@ -449,3 +451,63 @@ def test_nothing_breaks_or_slows_a_chat(
     assert time.monotonic() - started < 3.0
     langfuse.set_failure(None)
     observations_in(langfuse, langfuse.default_project, 1)
+
+
+CUSTOM_MODEL_ID = "owl-custom-bot"
+PREFIX = "owlpfx"
+
+
+def test_a_custom_model_on_a_prefixed_connection_is_priced_as_the_upstream_model(
+    function_filter: FunctionFilter, pipelines: PipelinesServer, langfuse: LangfuseStandIn
+) -> None:
+    """A Workspace model based on a connection model whose connection has a `prefix_id`: the
+    generation names the upstream model (what Langfuse prices), the metadata keeps the ids
+    Open WebUI knows, and the observation id is the one derived from the answer's message id."""
+    open_webui = function_filter.open_webui
+    # Pipelines serves the echo pipe as an OpenAI-compatible model; no Pipelines filter here.
+    assert pipelines.upload(ECHO_PIPE_ID).status_code == 200
+    open_webui.set_connections([pipelines.url], [pipelines.api_key], {"0": {"prefix_id": PREFIX}})
+    prefixed = f"{PREFIX}.{ECHO_PIPE_ID}"
+    try:
+        with open_webui.client() as http:
+            listed = http.get("/api/models", params={"refresh": "true"}).json()["data"]
+            [connection_model] = [m for m in listed if m["id"] == prefixed]
+            # Observed: nothing in the model dict keeps the unprefixed upstream id, so the
+            # filter needs the prefix as a valve (model_prefixes).
+            assert ECHO_PIPE_ID not in {
+                str(connection_model.get(key)) for key in ("id", "name")
+            } | {str((connection_model.get("openai") or {}).get("id"))}
+            http.delete(f"/api/v1/models/model/delete?id={CUSTOM_MODEL_ID}")
+            made = http.post(
+                "/api/v1/models/create",
+                json={
+                    "id": CUSTOM_MODEL_ID,
+                    "base_model_id": prefixed,
+                    "name": "OWL Custom Bot",
+                    "meta": {},
+                    "params": {},
+                },
+            )
+            assert made.status_code == 200, made.text
+            refresh_models(http)
+        function_filter.set_valves(filter_valves(langfuse, model_prefixes=[PREFIX]))
+        turn = saved_chat_turn(open_webui, "priced as what?", model=CUSTOM_MODEL_ID)
+        [obs] = observations_in(langfuse, langfuse.default_project, 1)
+        assert obs["model"] == ECHO_PIPE_ID
+        assert obs["metadata"]["model_id"] == CUSTOM_MODEL_ID
+        assert obs["metadata"]["model_name"] == "OWL Custom Bot"
+        assert obs["metadata"]["base_model_id"] == prefixed
+        assert obs["id"] == generation_id_for(turn.answer_id)
+        assert obs["traceId"] == trace_id(turn.chat_id)
+
+        # Without the valve the prefixed base model id is what is sent.
+        function_filter.set_valves(filter_valves(langfuse))
+        saved_chat_turn(open_webui, "and now?", model=CUSTOM_MODEL_ID)
+        rows = observations_in(langfuse, langfuse.default_project, 2)
+        assert sorted(row["model"] for row in rows) == sorted([ECHO_PIPE_ID, prefixed])
+    finally:
+        with open_webui.client() as http:
+            http.delete(f"/api/v1/models/model/delete?id={CUSTOM_MODEL_ID}")
+        open_webui.set_connections([], [])
+        with open_webui.client() as http:
+            refresh_models(http)

@@ -179,3 +179,43 @@ def test_saved_chat_as_the_web_ui_sends_it(
     assert all(o["metadata"]["inlet_seen"] for o in turns.values())
     [title] = [o for o in observations if o["name"] == "task:title_generation"]
     assert title["traceId"] == trace["id"]
+
+
+def test_a_custom_model_through_pipelines_is_priced_as_its_base_model(
+    connected: OpenWebUI, langfuse: LangfuseStandIn
+) -> None:
+    """Open WebUI hands the Pipelines filter `body.metadata.model`, the registry model dict
+    with `info.base_model_id` for a Workspace model: the generation names the base model."""
+    custom = "owl-pipelines-custom"
+    with connected.client() as http:
+        http.delete(f"/api/v1/models/model/delete?id={custom}")
+        made = http.post(
+            "/api/v1/models/create",
+            json={
+                "id": custom,
+                "base_model_id": ECHO_PIPE_ID,
+                "name": "OWL Pipelines Custom",
+                "meta": {},
+                "params": {},
+            },
+        )
+        assert made.status_code == 200, made.text
+        try:
+            http.get("/api/models", params={"refresh": "true"})
+            answer = http.post(
+                "/api/chat/completions",
+                json={
+                    "model": custom,
+                    "messages": [{"role": "user", "content": "which model am I?"}],
+                    "stream": False,
+                },
+            )
+            assert answer.status_code == 200, answer.text
+            [obs] = only_observation(langfuse, 1)
+        finally:
+            http.delete(f"/api/v1/models/model/delete?id={custom}")
+            http.get("/api/models", params={"refresh": "true"})
+    assert obs["model"] == ECHO_PIPE_ID
+    assert obs["metadata"]["model_id"] == custom
+    assert obs["metadata"]["model_name"] == "OWL Pipelines Custom"
+    assert obs["metadata"]["base_model_id"] == ECHO_PIPE_ID

@@ -177,3 +177,50 @@ def test_otlp_values(module: ModuleType) -> None:
     assert module.otlp_attributes({"a": None, "b": "x"}) == [
         {"key": "b", "value": {"stringValue": "x"}}
     ]
+
+
+CUSTOM = {"id": "support-bot", "name": "Support Bot", "info": {"base_model_id": "gpt-4o-mini"}}
+
+
+@pytest.mark.parametrize(
+    ("model_id", "model_info", "prefixes", "sent"),
+    [
+        # a connection model as /api/models lists it: no `info`, its id is what the upstream knows
+        (
+            "gpt-4o-mini",
+            {"id": "gpt-4o-mini", "owned_by": "openai", "urlIdx": 0},
+            [],
+            "gpt-4o-mini",
+        ),
+        ("gpt-4o-mini", None, [], "gpt-4o-mini"),
+        # a base-model override: info.base_model_id is null
+        ("gpt-4o-mini", {"info": {"base_model_id": None}}, [], "gpt-4o-mini"),
+        # a custom Workspace model is priced as its base model
+        ("support-bot", CUSTOM, [], "gpt-4o-mini"),
+        # a prefixed connection's model: "<prefix_id>.<upstream id>"
+        (
+            "azure.gpt-4o",
+            {"id": "azure.gpt-4o", "openai": {"id": "azure.gpt-4o"}},
+            ["azure"],
+            "gpt-4o",
+        ),
+        ("azure.gpt-4o", None, [], "azure.gpt-4o"),
+        ("azure.gpt-4o", None, ["azur", "other"], "azure.gpt-4o"),
+        # the longest matching prefix wins; the prefix alone is not a model name
+        ("eu.azure.gpt-4o", None, ["eu", "eu.azure"], "gpt-4o"),
+        ("azure.", None, ["azure"], "azure."),
+        # a custom model based on a prefixed connection's model
+        ("bot", {"info": {"base_model_id": "azure.gpt-4o"}}, ["azure"], "gpt-4o"),
+    ],
+)
+def test_the_model_name_sent_is_one_langfuse_can_price(
+    module: ModuleType, model_id: str, model_info: Any, prefixes: list[str], sent: str
+) -> None:
+    assert module.pricing_model_name(model_id, model_info, prefixes) == sent
+    assert module.pricing_model_name(model_id, model_info, tuple(prefixes)) == sent
+
+
+def test_base_model_id_of_reads_only_a_named_base(module: ModuleType) -> None:
+    assert module.base_model_id_of(CUSTOM) == "gpt-4o-mini"
+    for model_info in (None, {}, {"info": None}, {"info": {"base_model_id": ""}}, "x"):
+        assert module.base_model_id_of(model_info) is None

@@ -490,3 +490,47 @@ async def test_a_bad_host_turns_tracing_off_without_raising(
     assert len(warnings) == 1 and "URL" in warnings[0]
     assert "sk-lf-x" not in caplog.text
     await pipe.on_shutdown()
+
+
+async def test_a_custom_model_is_priced_as_its_prefix_free_base_model(
+    module: ModuleType, capture: OtlpCapture
+) -> None:
+    """What Langfuse prices is the upstream model; the Open WebUI ids stay in the metadata."""
+    custom = {"id": "bot", "name": "Bot", "info": {"base_model_id": "azure.gpt-4o"}}
+    pipe = module.Pipeline()
+    pipe.valves = valves(module, capture, model_prefixes=["azure"])
+    await pipe.on_startup()
+    for message_id, model_info in (("m-custom", custom), ("m-plain", None)):
+        body = user_turn(CHAT_ID, message_id, [], "q", stream=False)
+        body["model"] = "bot" if model_info else "azure.gpt-4o"
+        body["metadata"]["model"] = model_info or {"id": "azure.gpt-4o", "name": "GPT-4o"}
+        await pipe.inlet(body, USER)
+        out = outlet_body(CHAT_ID, message_id, [{"role": "user", "content": "q"}], "a", None)
+        out["model"] = body["model"]
+        await pipe.outlet(out, USER)
+    await pipe.on_shutdown()
+    spans = by_message(capture.spans())
+    turn, plain = spans["m-custom"], spans["m-plain"]
+    assert turn["attributes"]["langfuse.observation.model.name"] == "gpt-4o"
+    assert (meta(turn, "model_id"), meta(turn, "model_name")) == ("bot", "Bot")
+    assert meta(turn, "base_model_id") == "azure.gpt-4o"
+    assert plain["attributes"]["langfuse.observation.model.name"] == "gpt-4o"
+    assert meta(plain, "model_id") == "azure.gpt-4o"
+    assert "langfuse.observation.metadata.base_model_id" not in plain["attributes"]
+    assert turn["spanId"] == module.generation_id_for("m-custom")
+
+
+async def test_the_display_name_valve_still_wins_over_the_base_model(
+    module: ModuleType, capture: OtlpCapture
+) -> None:
+    pipe = module.Pipeline()
+    pipe.valves = valves(module, capture, use_model_name_instead_of_id_for_generation=True)
+    await pipe.on_startup()
+    body = user_turn(CHAT_ID, "m-name", [], "q", stream=False)
+    body["metadata"]["model"] = {"id": MODEL, "name": "Bot", "info": {"base_model_id": "base-llm"}}
+    await pipe.inlet(body, USER)
+    await pipe.outlet(outlet_body(CHAT_ID, "m-name", [], "a", None), USER)
+    await pipe.on_shutdown()
+    [span] = capture.spans()
+    assert span["attributes"]["langfuse.observation.model.name"] == "Bot"
+    assert meta(span, "base_model_id") == "base-llm"

@@ -36,14 +36,14 @@ import uuid
 import weakref
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, Field
 
-FILTER_VERSION = "0.1.0"
+FILTER_VERSION = "0.2.0"
 OTLP_TRACES_PATH = "/api/public/otel/v1/traces"
 SCOPE_NAME = "openwebui-langfuse-filter"
 
@@ -133,6 +133,8 @@ class Observation:
     level: str | None = None
     status_message: str | None = None
     inlet_seen: bool = True
+    # The custom Workspace model's base model (`info.base_model_id`) when it differs from model_id.
+    base_model_id: str | None = None
     # Bytes this observation holds, estimated once when its content is captured: what the
     # pending turns and the export queue count against their byte bounds.
     size: int = 0
@@ -144,7 +146,9 @@ class Observation:
 
 
 def trace_id_for(trace_key: str) -> str:
-    """A stable 32-hex trace id per conversation, so no chat -> trace map has to be kept."""
+    """A stable 32-hex trace id per conversation, so no chat -> trace map has to be kept:
+    the first 32 hex digits of sha256(trace_key), trace_key being the chat id for chats.
+    Part of the contract: docs/tracing.md."""
     return hashlib.sha256(trace_key.encode("utf-8")).hexdigest()[:32]
 
 
@@ -155,6 +159,33 @@ def generation_id_for(message_id: str, task: str | None = None) -> str:
     background task on the message gets its own id. Part of the contract: docs/tracing.md."""
     key = "message:" + message_id if task is None else f"message:{message_id}:task:{task}"
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def base_model_id_of(model_info: Any) -> str | None:
+    """`info.base_model_id` of an Open WebUI model dict (a custom Workspace model), or None."""
+    info = model_info.get("info") if isinstance(model_info, Mapping) else None
+    base = info.get("base_model_id") if isinstance(info, Mapping) else None
+    return base if isinstance(base, str) and base else None
+
+
+def pricing_model_name(
+    model_id: str, model_info: Mapping[str, Any] | None = None, prefixes: Iterable[str] = ()
+) -> str:
+    """The model name to send so Langfuse can price the generation.
+
+    `model_info` is Open WebUI's model dict: an entry of `/api/models`, a Filter Function's
+    `__model__`, or `metadata["model"]` of a Pipelines filter's body. A custom Workspace model
+    is priced as its base model (`info.base_model_id`). Then a connection prefix is removed:
+    Open WebUI names a prefixed connection's models "<prefix_id>.<upstream id>" and keeps no
+    unprefixed id in the model dict, so the prefixes come from the caller (the longest
+    "<prefix>." that starts the name is cut). Pure; the operator reuses it. See docs/tracing.md.
+    """
+    name = base_model_id_of(model_info) or model_id
+    for prefix in sorted({p for p in prefixes if p}, key=len, reverse=True):
+        head = prefix + "."
+        if name.startswith(head) and len(name) > len(head):
+            return name[len(head) :]
+    return name
 
 
 def otlp_value(value: Any) -> dict[str, Any]:
@@ -425,6 +456,7 @@ def span_attributes(obs: Observation, content_note: str | None = None) -> dict[s
         "stream": obs.stream,
         "model_id": obs.model_id,
         "model_name": obs.model_name,
+        "base_model_id": obs.base_model_id,
         "inlet_seen": obs.inlet_seen,
     }
     for key, value in metadata.items():
@@ -1075,6 +1107,10 @@ class Pipeline:
             default=False,
             description="Report the model's display name instead of its id (decides price match).",
         )
+        model_prefixes: list[str] = Field(
+            default=[],
+            description="Connection prefix ids: '<prefix>.' is cut from the model name sent.",
+        )
         user_identity: Literal["id", "email"] = Field(
             default="id", description="What identifies the user in Langfuse: 'id' or 'email'."
         )
@@ -1360,7 +1396,16 @@ class Pipeline:
         model_name = None
         if isinstance(model_info, dict):
             model_name = _str_or_none(model_info.get("name"))
-        model = model_id
+        base_model_id = base_model_id_of(model_info)
+        if base_model_id == model_id:
+            base_model_id = None
+        model = None
+        if model_id is not None:
+            model = pricing_model_name(
+                model_id,
+                model_info if isinstance(model_info, dict) else None,
+                valves.model_prefixes,
+            )
         if valves.use_model_name_instead_of_id_for_generation and model_name:
             model = model_name
         tags = tuple(valves.tags)
@@ -1392,6 +1437,7 @@ class Pipeline:
             model=model,
             model_id=model_id,
             model_name=model_name,
+            base_model_id=base_model_id,
             chat_id=chat_id,
             message_id=message_id,
             task=task,
