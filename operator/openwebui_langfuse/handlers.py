@@ -23,6 +23,11 @@ import kopf
 
 from openwebui_langfuse import targets
 from openwebui_langfuse.config import Settings
+from openwebui_langfuse.kopf_session import (
+    bounded_session,
+    connection_limit,
+    trim_heap_periodically,
+)
 from openwebui_langfuse.kube import (
     KubeApi,
     KubeClient,
@@ -102,6 +107,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
     op_settings: Settings = memo["settings"]
     memo["kopf_settings"] = settings  # for re-logins of the status writer
+    # Give the cold start's freed heap back to the system (kopf_session.py).
+    if "heap_trim" not in memo:
+        memo["heap_trim"] = asyncio.get_running_loop().create_task(trim_heap_periodically())
     # Namespaced mode has no RBAC to list namespaces (least privilege); without this kopf
     # retries that listing for about a minute before falling back to the named namespaces.
     # The price: the CRD is discovered once at startup, so it must exist before the operator
@@ -179,12 +187,16 @@ def _discovery() -> dict[str, Any]:
 
 
 @kopf.on.login()
-def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster token, then kubeconfig (``kube.login_info``), shared with our status writer."""
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.AiohttpSession | None:
+    """In-cluster token, then kubeconfig (``kube.login_info``), shared with our status writer;
+    kopf gets it as a session with a bounded pool (kopf_session.py says why)."""
     info = login_info(kwargs["settings"])
-    if info is not None:
-        memo["kube_credentials"] = credentials_of(info)
-    return info
+    if info is None:
+        return None
+    memo["kube_credentials"] = credentials_of(info)
+    op: Settings = memo["settings"]
+    limit = connection_limit(len(op.namespaces), all_namespaces=op.all_namespaces)
+    return bounded_session(info, limit)
 
 
 def _login_credentials(memo: kopf.Memo) -> KubeCredentials | None:
