@@ -283,3 +283,124 @@ async def test_low_level_async_client_raises_typed_errors(
             await api.projects.get(request_options={"max_retries": 0})
     assert type(raised.value).__name__ == error_class
     assert raised.value.status_code == int(mode)
+
+
+# --- scores: written by the SDK, read back through v3, replaced by id, deleted ---------
+
+
+@pytest.fixture
+def score_roundtrip(langfuse: LangfuseStandIn) -> dict[str, Any]:
+    return run_probe("scores", langfuse.url, langfuse.public_key, langfuse.secret_key)
+
+
+def test_sdk_scores_read_back_through_v3_with_typed_values_and_subject(
+    langfuse: LangfuseStandIn, score_roundtrip: dict[str, Any]
+) -> None:
+    by_name = {score["name"]: score for score in score_roundtrip["first"]}
+    assert set(by_name) == {"helpfulness", "rating"}
+    numeric, categorical = by_name["helpfulness"], by_name["rating"]
+    assert numeric["dataType"] == "NUMERIC"
+    assert numeric["value"] == 0.5
+    assert numeric["comment"] == "first"
+    assert numeric["projectId"] == langfuse.project_id
+    assert numeric["source"] == "API"
+    assert numeric["subject"] == {"kind": "trace", "id": score_roundtrip["trace_id"]}
+    assert categorical["dataType"] == "CATEGORICAL"
+    assert categorical["value"] == "good"
+    reads = [r for r in langfuse.requests if r["path"] == "/api/public/v3/scores"]
+    assert reads[0]["query"]["traceId"] == score_roundtrip["trace_id"]
+
+
+def test_sdk_score_written_again_with_its_id_replaces_the_first(
+    score_roundtrip: dict[str, Any],
+) -> None:
+    (replaced,) = score_roundtrip["replaced"]
+    assert replaced["id"] == score_roundtrip["score_id"]
+    assert replaced["value"] == 0.9
+    assert replaced["comment"] is None  # not merged: the second write had no comment
+    assert [s["name"] for s in score_roundtrip["numeric"]] == ["helpfulness"]
+
+
+def test_sdk_score_deleted_through_the_api_is_gone(
+    langfuse: LangfuseStandIn, score_roundtrip: dict[str, Any]
+) -> None:
+    assert [s["name"] for s in score_roundtrip["after_delete"]] == ["rating"]
+    assert [s["name"] for s in langfuse.scores()] == ["rating"]
+
+
+# --- models: the SDK's low-level client creates, lists, reads and deletes --------------
+
+
+async def test_low_level_client_lists_managed_models_with_prices(
+    langfuse: LangfuseStandIn,
+) -> None:
+    async with low_level_api(langfuse) as api:
+        listed = await api.models.list(page=1, limit=100)
+    by_name = {model.model_name: model for model in listed.data}
+    assert {"gpt-4o", "gpt-4o-mini", "gpt-4.1"} <= set(by_name)
+    gpt4o = by_name["gpt-4o"]
+    assert gpt4o.is_langfuse_managed is True
+    assert gpt4o.prices["input"].price > 0
+    assert gpt4o.prices["output"].price > gpt4o.prices["input"].price
+    assert listed.meta.total_items == len(listed.data)
+    assert listed.meta.page == 1
+
+
+async def test_low_level_client_creates_gets_upserts_and_deletes_a_model(
+    langfuse: LangfuseStandIn,
+) -> None:
+    from langfuse.api import core
+
+    async with low_level_api(langfuse) as api:
+        created = await api.models.create(
+            model_name="llama3.1:8b",
+            match_pattern=r"(?i)^(ollama/)?llama3\.1:8b$",
+            unit="TOKENS",
+            input_price=1e-7,
+            output_price=2e-7,
+        )
+        fetched = await api.models.get(created.id)
+        upserted = await api.models.upsert(
+            created.id,
+            model_name="llama3.1:8b",
+            match_pattern=r"(?i)^llama3\.1:8b$",
+            unit="TOKENS",
+            total_price=5e-7,
+        )
+        first_page = await api.models.list(page=1, limit=1)
+        await api.models.delete(created.id)
+        with pytest.raises(core.ApiError) as missing:
+            await api.models.get(created.id, request_options={"max_retries": 0})
+    assert created.is_langfuse_managed is False
+    assert created.prices["input"].price == pytest.approx(1e-7)
+    assert created.pricing_tiers[0].name == "Standard"
+    assert fetched.model_name == "llama3.1:8b"
+    assert upserted.id == created.id
+    assert upserted.total_price == pytest.approx(5e-7)
+    assert upserted.input_price is None
+    assert len(first_page.data) == 1
+    assert first_page.meta.total_pages == first_page.meta.total_items  # one model per page
+    assert missing.value.status_code == 404
+
+
+async def test_low_level_client_cannot_delete_or_overwrite_a_managed_model(
+    langfuse: LangfuseStandIn,
+) -> None:
+    from langfuse.api import core
+
+    async with low_level_api(langfuse) as api:
+        listed = await api.models.list(limit=100)
+        managed = next(m for m in listed.data if m.model_name == "gpt-4o")
+        with pytest.raises(core.ApiError) as deleting:
+            await api.models.delete(managed.id, request_options={"max_retries": 0})
+        with pytest.raises(core.ApiError) as overwriting:
+            await api.models.upsert(
+                managed.id,
+                model_name="gpt-4o",
+                match_pattern="(?i)^gpt-4o$",
+                unit="TOKENS",
+                input_price=0.0,
+                request_options={"max_retries": 0},
+            )
+    assert deleting.value.status_code == 404
+    assert overwriting.value.status_code == 404

@@ -739,3 +739,243 @@ def test_runs_by_hand_as_a_module(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{port}" in log.read_text()
     leaked = "sk-lf-hand" in log.read_text()
     assert not leaked, "the stand-in printed a secret key it was given"
+
+
+def test_score_delete_answers_204_then_404_for_the_unknown_id(langfuse: LangfuseStandIn) -> None:
+    with client(langfuse, auth=auth(langfuse)) as http:
+        created = http.post("/api/public/scores", json={"id": "s-del", "name": "q", "value": 1})
+        assert created.status_code == 200
+        assert http.delete("/api/public/scores/s-del").status_code == 204
+        missing = http.delete("/api/public/scores/s-del")
+    assert missing.status_code == 404
+    assert missing.json()["message"]
+    assert langfuse.scores() == []
+
+
+def test_score_posted_again_with_its_id_is_replaced_not_merged(langfuse: LangfuseStandIn) -> None:
+    with client(langfuse, auth=auth(langfuse)) as http:
+        first = {"id": "s-1", "traceId": "t", "name": "q", "value": 1, "comment": "keep?"}
+        assert http.post("/api/public/scores", json=first).status_code == 200
+        again = {"id": "s-1", "traceId": "t", "name": "q", "value": 0.25}
+        assert http.post("/api/public/scores", json=[again]).status_code == 202
+    (score,) = langfuse.scores()
+    assert score["value"] == 0.25
+    assert score["comment"] is None
+    assert score["dataType"] == "NUMERIC"
+
+
+def test_score_with_a_value_that_contradicts_its_data_type_gets_400(
+    langfuse: LangfuseStandIn,
+) -> None:
+    with client(langfuse, auth=auth(langfuse)) as http:
+        wrong = http.post(
+            "/api/public/scores", json={"name": "q", "value": "high", "dataType": "NUMERIC"}
+        )
+        missing = http.post("/api/public/scores", json={"name": "q"})
+    assert wrong.status_code == 400
+    assert wrong.json()["message"] == "Invalid request data"
+    assert missing.status_code == 400
+    assert langfuse.scores() == []
+
+
+def test_v3_scores_page_with_a_cursor_and_filter(langfuse: LangfuseStandIn) -> None:
+    batch = [
+        {
+            "id": f"s-{n}",
+            "traceId": "t",
+            "name": "q",
+            "value": n,
+            "timestamp": f"2024-01-0{n}T00:00:00Z",
+        }
+        for n in range(1, 4)
+    ]
+    with client(langfuse, auth=auth(langfuse)) as http:
+        http.post("/api/public/scores", json=[*batch, {"traceId": "u", "name": "c", "value": "ok"}])
+        first = http.get("/api/public/v3/scores", params={"traceId": "t", "limit": 2}).json()
+        rest = http.get(
+            "/api/public/v3/scores",
+            params={"traceId": "t", "limit": 2, "cursor": first["meta"]["cursor"]},
+        ).json()
+        categorical = http.get("/api/public/v3/scores", params={"dataType": "categorical"}).json()
+        ranged = http.get(
+            "/api/public/v3/scores", params={"dataType": "NUMERIC", "valueMin": 2, "valueMax": 2}
+        ).json()
+    assert [s["id"] for s in first["data"]] == ["s-3", "s-2"]  # newest first
+    assert first["meta"]["limit"] == 2
+    assert [s["id"] for s in rest["data"]] == ["s-1"]
+    assert "cursor" not in rest["meta"]
+    assert [s["value"] for s in categorical["data"]] == ["ok"]
+    assert [s["id"] for s in ranged["data"]] == ["s-2"]
+    assert "comment" not in first["data"][0]  # `details` was not asked for
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 101},
+        {"fields": "details,everything"},
+        {"observationId": "o"},
+        {"sessionId": "s", "traceId": "t"},
+        {"value": "1"},
+        {"valueMin": 1, "dataType": "CATEGORICAL"},
+        {"cursor": "not-a-cursor"},
+    ],
+)
+def test_v3_scores_refuse_bad_queries_with_400(
+    langfuse: LangfuseStandIn, params: dict[str, Any]
+) -> None:
+    with client(langfuse, auth=auth(langfuse)) as http:
+        answer = http.get("/api/public/v3/scores", params=params)
+    assert answer.status_code == 400
+    assert answer.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/public/v3/scores", "/api/public/models", "/api/public/models/any"]
+)
+def test_score_and_model_reads_reject_bad_auth_with_401(
+    langfuse: LangfuseStandIn, path: str
+) -> None:
+    with client(langfuse, auth=httpx.BasicAuth(langfuse.public_key, "sk-lf-wrong")) as http:
+        answer = http.get(path)
+    assert answer.status_code == 401
+    assert answer.json() == {"message": INVALID_CREDENTIALS}
+
+
+def test_legacy_score_lists_page_and_answer_404_in_events_only(langfuse: LangfuseStandIn) -> None:
+    with client(langfuse, auth=auth(langfuse)) as http:
+        http.post("/api/public/scores", json={"traceId": "t", "name": "c", "value": "ok"})
+        v1 = http.get("/api/public/scores", params={"page": 1, "limit": 10}).json()
+        v2 = http.get("/api/public/v2/scores", params={"traceId": "t"}).json()
+        langfuse.events_only = True
+        gone = [http.get(path) for path in ("/api/public/scores", "/api/public/v2/scores")]
+        v3 = http.get("/api/public/v3/scores")
+    assert v1["meta"] == {"page": 1, "limit": 10, "totalItems": 1, "totalPages": 1}
+    assert v1["data"][0]["stringValue"] == "ok"
+    assert v2["data"] == v1["data"]
+    assert [a.status_code for a in gone] == [404, 404]
+    assert gone[0].json() == {"message": EVENTS_ONLY_404}
+    assert v3.status_code == 200
+
+
+def test_models_list_pages_managed_models_in_name_order(langfuse: LangfuseStandIn) -> None:
+    with client(langfuse, auth=auth(langfuse)) as http:
+        listed = http.get("/api/public/models", params={"page": 1, "limit": 2}).json()
+        unknown = http.get("/api/public/models/no-such-model")
+    names = [m["modelName"] for m in listed["data"]]
+    assert names == sorted(names)
+    assert listed["meta"]["limit"] == 2
+    assert listed["meta"]["totalPages"] == 2
+    assert all(m["isLangfuseManaged"] and m["prices"] for m in listed["data"])
+    assert unknown.status_code == 404
+    assert unknown.json() == {"message": "No model with this id found."}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"modelName": "m", "matchPattern": "(?i)^(m$", "inputPrice": 1},
+            "matchPattern is not a valid regex pattern (Postgres)",
+        ),
+        ({"matchPattern": "^m$", "inputPrice": 1}, "modelName"),
+        ({"modelName": "m", "matchPattern": "^m$", "inputPrice": 1, "totalPrice": 2}, "totalPrice"),
+        (
+            {
+                "modelName": "m",
+                "matchPattern": "^m$",
+                "inputPrice": 1,
+                "pricingTiers": [
+                    {
+                        "name": "a",
+                        "isDefault": True,
+                        "priority": 0,
+                        "conditions": [],
+                        "prices": {"input": 1},
+                    }
+                ],
+            },
+            "pricingTiers",
+        ),
+        (
+            {
+                "modelName": "m",
+                "matchPattern": "^m$",
+                "pricingTiers": [
+                    {"name": "a", "priority": 1, "conditions": [], "prices": {"input": 1}}
+                ],
+            },
+            "default tier",
+        ),
+        ({"modelName": "m", "matchPattern": "^m$", "unit": "BYTES", "inputPrice": 1}, "unit"),
+    ],
+)
+def test_model_create_refuses_bad_bodies_with_400(
+    langfuse: LangfuseStandIn, body: dict[str, Any], message: str
+) -> None:
+    with client(langfuse, auth=auth(langfuse)) as http:
+        answer = http.post("/api/public/models", json=body)
+    assert answer.status_code == 400
+    assert message in answer.json()["message"]
+
+
+def test_model_names_are_unique_within_a_project_and_deletes_answer_the_server_texts(
+    langfuse: LangfuseStandIn,
+) -> None:
+    body = {"modelName": "gpt-4o", "matchPattern": "(?i)^gpt-4o$", "inputPrice": 1e-6}
+    with client(langfuse, auth=auth(langfuse)) as http:
+        created = http.post("/api/public/models", json=body)  # overrides the managed gpt-4o
+        duplicate = http.post("/api/public/models", json=body)
+        deleted = http.delete(f"/api/public/models/{created.json()['id']}")
+        again = http.delete(f"/api/public/models/{created.json()['id']}")
+    assert created.status_code == 200
+    assert created.json()["isLangfuseManaged"] is False
+    assert duplicate.status_code == 400
+    assert duplicate.json() == {"message": "Model name 'gpt-4o' already exists in project"}
+    assert deleted.json() == {"message": "Model successfully deleted"}
+    assert again.status_code == 404
+    assert "cannot delete built-in models" in again.json()["message"]
+
+
+def test_generation_without_cost_is_priced_by_the_matching_model(langfuse: LangfuseStandIn) -> None:
+    def generation(event_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return envelope("generation-create", {"traceId": "t", **body}, event_id)
+
+    batch = [
+        generation(
+            "e1",
+            {
+                "id": "priced",
+                "model": "openai/GPT-4o",
+                "usageDetails": {"input": 1000, "output": 100},
+            },
+        ),
+        generation(
+            "e2",
+            {
+                "id": "sent",
+                "model": "gpt-4o",
+                "usageDetails": {"input": 1000},
+                "costDetails": {"input": 1.0},
+            },
+        ),
+        generation(
+            "e3", {"id": "unknown", "model": "llama3.1:8b", "usageDetails": {"input": 1000}}
+        ),
+        generation(
+            "e4", {"id": "custom", "model": "my-model", "usageDetails": {"input": 10, "output": 10}}
+        ),
+    ]
+    with client(langfuse, auth=auth(langfuse)) as http:
+        http.post(
+            "/api/public/models",
+            json={"modelName": "my-model", "matchPattern": "(?i)^my-model$", "totalPrice": 0.5},
+        )
+        http.post("/api/public/ingestion", json={"batch": batch})
+    by_id = {o["id"]: o for o in langfuse.observations()}
+    assert by_id["priced"]["costDetails"] == pytest.approx(
+        {"input": 0.0025, "output": 0.001, "total": 0.0035}
+    )
+    assert by_id["sent"]["costDetails"] == {"input": 1.0, "total": 1.0}
+    assert by_id["unknown"]["costDetails"] is None
+    assert by_id["custom"]["costDetails"] == pytest.approx({"total": 10.0})

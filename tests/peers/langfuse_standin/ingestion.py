@@ -169,13 +169,41 @@ def _apply_observation(
     store.upsert_observation(project_id, fields)
 
 
+SCORE_DATA_TYPES = frozenset({"NUMERIC", "CATEGORICAL", "BOOLEAN", "CORRECTION", "TEXT"})
+_STRING_SCORE_TYPES = frozenset({"CATEGORICAL", "CORRECTION", "TEXT"})
+
+
+def _score_data_type(body: dict[str, Any]) -> str:
+    """The score's data type, inferred from its value when not sent (a string is
+    categorical, a number numeric), and checked against the value as the server does."""
+    value = body.get("value")
+    if value is None:
+        raise EventError("body.value is required for scores")
+    data_type = body.get("dataType")
+    if data_type is None:
+        data_type = "CATEGORICAL" if isinstance(value, str) else "NUMERIC"
+    if data_type not in SCORE_DATA_TYPES:
+        raise EventError(f"body.dataType must be one of {sorted(SCORE_DATA_TYPES)}")
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if data_type in _STRING_SCORE_TYPES and not isinstance(value, str):
+        raise EventError(f"{data_type} scores need a string value")
+    if data_type == "NUMERIC" and not is_number:
+        raise EventError("NUMERIC scores need a numeric value")
+    if data_type == "BOOLEAN" and value not in (0, 1):
+        raise EventError("BOOLEAN scores need the value 1 or 0")
+    return str(data_type)
+
+
 def _apply_score(store: Store, project_id: str, body: dict[str, Any], stamp: str) -> str:
     if not isinstance(body.get("name"), str) or not body["name"]:
         raise EventError("body.name is required for scores")
+    data_type = _score_data_type(body)
     fields = _pick(body, _SCORE_KEYS)
+    fields["dataType"] = data_type
     fields.setdefault("id", new_id())
     fields.setdefault("timestamp", stamp)
     fields.setdefault("source", "API")
+    fields.setdefault("environment", "default")
     store.upsert_score(project_id, fields)
     return str(fields["id"])
 

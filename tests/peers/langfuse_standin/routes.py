@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import views
+from . import models, views
 from .http_common import (
     BodyError,
     decompress,
@@ -26,7 +26,7 @@ from .keys import INVALID_CREDENTIALS, ORGANIZATION_KEY, Project
 from .otlp_decode import OtlpError, decode_json, decode_protobuf
 from .otlp_mapping import ingest_spans
 from .state import StandInState
-from .values import now_iso, parse_iso
+from .values import new_id, now_iso, parse_iso
 
 STATE_KEY: web.AppKey[StandInState] = web.AppKey("standin_state", StandInState)
 
@@ -190,6 +190,16 @@ async def scores(request: web.Request) -> web.Response:
     except EventError as error:
         return json_response(400, {"message": "Invalid request data", "error": error.error})
     return json_response(200, {"id": score_id})
+
+
+async def delete_score(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    score_id = request.match_info["score_id"]
+    if not _state(request).store.delete_score(authorized.project_id, score_id):
+        return json_response(404, {"message": "Score not found within authorized project"})
+    return web.Response(status=204)
 
 
 # --- reads -----------------------------------------------------------------------------
@@ -366,6 +376,249 @@ async def list_observations_v2(request: web.Request) -> web.Response:
     return json_response(200, {"data": window, "meta": meta})
 
 
+# --- score reads ----------------------------------------------------------------------
+
+MAX_SCORES_V3_LIMIT = 100
+# v3 filter parameter → stored field; each takes a comma-separated list (OR within a list,
+# AND across parameters).
+_SCORE_V3_FILTERS = {
+    "id": "id",
+    "name": "name",
+    "environment": "environment",
+    "configId": "configId",
+    "queueId": "queueId",
+    "authorUserId": "authorUserId",
+    "traceId": "traceId",
+    "sessionId": "sessionId",
+    "observationId": "observationId",
+    "experimentId": "datasetRunId",
+}
+# Matched ignoring case (`api` equals `API`).
+_SCORE_V3_FOLDED_FILTERS = {"source": "source", "dataType": "dataType"}
+# Which subject filters exclude each other (the server answers 400).
+_SCORE_SUBJECT_CONFLICTS = (
+    ("sessionId", ("traceId", "observationId", "experimentId")),
+    ("experimentId", ("traceId", "sessionId", "observationId")),
+)
+
+
+def _csv(request: web.Request, name: str) -> list[str] | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _score_v3_query_error(request: web.Request) -> str | None:
+    """Why the server refuses this filter combination with 400, or None."""
+    query = request.query
+    if "observationId" in query and "traceId" not in query:
+        return "observationId requires traceId"
+    for name, others in _SCORE_SUBJECT_CONFLICTS:
+        if name in query and any(other in query for other in others):
+            return f"{name} cannot be combined with {', '.join(others)}"
+    data_types = [t.upper() for t in _csv(request, "dataType") or []]
+    if "value" in query and (
+        len(data_types) != 1 or data_types[0] == "TEXT" or data_types[0] == "CORRECTION"
+    ):
+        return "value requires a single dataType of NUMERIC, BOOLEAN or CATEGORICAL"
+    if ("valueMin" in query or "valueMax" in query) and data_types != ["NUMERIC"]:
+        return "valueMin and valueMax require dataType=NUMERIC"
+    return None
+
+
+def _score_value_matches(request: web.Request, score: dict[str, Any]) -> bool:
+    query = request.query
+    value = score.get("value")
+    wanted = _csv(request, "value")
+    if wanted is not None:
+        if score.get("dataType") == "BOOLEAN":
+            shown = "true" if value else "false"
+            if shown not in [w.lower() for w in wanted]:
+                return False
+        elif score.get("dataType") == "NUMERIC":
+            if not any(float(w) == value for w in wanted):
+                return False
+        elif str(value) not in wanted:
+            return False
+    number = value if isinstance(value, int | float) else None
+    low, high = query.get("valueMin"), query.get("valueMax")
+    if low is not None and (number is None or number < float(low)):
+        return False
+    return not (high is not None and (number is None or number > float(high)))
+
+
+def _score_v3_matches(request: web.Request, score: dict[str, Any]) -> bool:
+    for param, field in _SCORE_V3_FILTERS.items():
+        wanted = _csv(request, param)
+        if wanted is not None and score.get(field) not in wanted:
+            return False
+    for param, field in _SCORE_V3_FOLDED_FILTERS.items():
+        wanted = _csv(request, param)
+        if wanted is not None and str(score.get(field) or "").upper() not in {
+            w.upper() for w in wanted
+        }:
+            return False
+    stamp = parse_iso(score.get("timestamp"))
+    since = parse_iso(request.query.get("fromTimestamp"))
+    until = parse_iso(request.query.get("toTimestamp"))
+    if since and (stamp is None or stamp < since):
+        return False
+    if until and (stamp is None or stamp >= until):
+        return False
+    return _score_value_matches(request, score)
+
+
+async def list_scores_v3(request: web.Request) -> web.Response:
+    """`GET /v3/scores` (what the v5 SDK's `api.scores.get_many` calls): cursor pages of at
+    most 100, newest first, `meta: {limit, cursor?}`."""
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    try:
+        limit = query_int(request, "limit", 50)
+        offset = views.decode_url_cursor(request.query.get("cursor"))
+        for bound in ("valueMin", "valueMax"):
+            if bound in request.query:
+                float(request.query[bound])
+    except (BodyError, ValueError) as error:
+        return json_response(400, {"message": str(error)})
+    if limit > MAX_SCORES_V3_LIMIT:
+        return json_response(400, {"message": f"limit must be <= {MAX_SCORES_V3_LIMIT}"})
+    groups = set(_csv(request, "fields") or [])
+    unknown = groups - set(views.SCORE_V3_GROUPS)
+    if unknown:
+        return json_response(400, {"message": f"Unknown field groups: {sorted(unknown)}"})
+    problem = _score_v3_query_error(request)
+    if problem is not None:
+        return json_response(400, {"message": problem})
+    try:
+        rows = [
+            views.score_v3(score, groups)
+            for score in _newest_first(
+                _state(request).store.scores(authorized.project_id), "timestamp"
+            )
+            if _score_v3_matches(request, score)
+        ]
+    except ValueError as error:  # a `value` filter that is not a number, for NUMERIC
+        return json_response(400, {"message": str(error)})
+    meta: dict[str, Any] = {"limit": limit}
+    if offset + limit < len(rows):
+        meta["cursor"] = views.encode_url_cursor(offset + limit)
+    return json_response(200, {"data": rows[offset : offset + limit], "meta": meta})
+
+
+async def list_scores_legacy(request: web.Request) -> web.Response:
+    """`GET /scores` and `GET /v2/scores`: pages of v1 score items; not served by a v4
+    server in events_only mode (404 before auth, like the other v1 reads)."""
+    authorized = await _authorize(request, legacy_read=True)
+    if isinstance(authorized, web.Response):
+        return authorized
+    paging = _paging(request)
+    if isinstance(paging, web.Response):
+        return paging
+    page_number, limit = paging
+    rows = []
+    for score in _newest_first(_state(request).store.scores(authorized.project_id), "timestamp"):
+        checks = {
+            field: score.get(field)
+            for field in ("traceId", "observationId", "sessionId", "name", "source", "dataType")
+        }
+        if not _query_differs(request, checks):
+            rows.append(views.score_v1(score))
+    return json_response(200, views.page(rows, page_number, limit))
+
+
+# --- models ----------------------------------------------------------------------------
+
+
+async def list_models(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    paging = _paging(request)
+    if isinstance(paging, web.Response):
+        return paging
+    page_number, limit = paging
+    rows = models.ordered(_state(request).store.models(authorized.project_id))
+    return json_response(200, views.page([models.model_view(m) for m in rows], page_number, limit))
+
+
+async def get_model(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    found = _state(request).store.model(authorized.project_id, request.match_info["model_id"])
+    if found is None:
+        return json_response(404, {"message": models.NOT_FOUND})
+    return json_response(200, models.model_view(found))
+
+
+def _name_taken(request: web.Request, project_id: str, name: str, model_id: str | None) -> bool:
+    # Model names are unique among a project's own models (a managed one may share it: that
+    # is how a project overrides a managed price).
+    return any(
+        m["modelName"] == name and m["id"] != model_id and not m["isLangfuseManaged"]
+        for m in _state(request).store.models(project_id)
+    )
+
+
+async def _store_model(request: web.Request, project_id: str, model_id: str | None) -> web.Response:
+    """Validate a create/upsert body and store it; `model_id` None creates a new id."""
+    store = _state(request).store
+    try:
+        body = await read_json(request)
+    except BodyError as error:
+        return json_response(400, {"message": "Invalid request data", "error": str(error)})
+    previous = store.own_model(project_id, model_id) if model_id else None
+    try:
+        model = models.model_from_request(
+            body,
+            project_id,
+            model_id or new_id(),
+            created_at=previous["createdAt"] if previous else now_iso(),
+        )
+    except models.ModelError as error:
+        return json_response(400, {"message": str(error)})
+    if _name_taken(request, project_id, model["modelName"], model["id"]):
+        return json_response(
+            400, {"message": f"Model name '{model['modelName']}' already exists in project"}
+        )
+    store.put_model(project_id, model)
+    return json_response(200, models.model_view(model))
+
+
+async def create_model(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    return await _store_model(request, authorized.project_id, None)
+
+
+async def upsert_model(request: web.Request) -> web.Response:
+    """`PUT /models/{id}`: create or replace one of the project's own models; a managed
+    model (or another project's) is not found, as the server answers."""
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    model_id = request.match_info["model_id"]
+    store = _state(request).store
+    visible = store.model(authorized.project_id, model_id)
+    if visible is not None and visible["isLangfuseManaged"]:
+        return json_response(404, {"message": models.NOT_FOUND})
+    return await _store_model(request, authorized.project_id, model_id)
+
+
+async def delete_model(request: web.Request) -> web.Response:
+    authorized = await _authorize(request)
+    if isinstance(authorized, web.Response):
+        return authorized
+    model_id = request.match_info["model_id"]
+    if not _state(request).store.delete_model(authorized.project_id, model_id):
+        return json_response(404, {"message": models.NOT_FOUND_ON_DELETE})
+    return json_response(200, {"message": "Model successfully deleted"})
+
+
 def add_public_routes(app: web.Application) -> None:
     app.router.add_get("/api/public/health", health)
     app.router.add_get("/api/public/projects", projects)
@@ -373,6 +626,15 @@ def add_public_routes(app: web.Application) -> None:
     app.router.add_post("/api/public/otel/v1/traces", otel_traces)
     app.router.add_post("/api/public/ingestion", ingestion)
     app.router.add_post("/api/public/scores", scores)
+    app.router.add_get("/api/public/scores", list_scores_legacy)
+    app.router.add_delete("/api/public/scores/{score_id}", delete_score)
+    app.router.add_get("/api/public/v2/scores", list_scores_legacy)
+    app.router.add_get("/api/public/v3/scores", list_scores_v3)
+    app.router.add_get("/api/public/models", list_models)
+    app.router.add_post("/api/public/models", create_model)
+    app.router.add_get("/api/public/models/{model_id}", get_model)
+    app.router.add_put("/api/public/models/{model_id}", upsert_model)
+    app.router.add_delete("/api/public/models/{model_id}", delete_model)
     app.router.add_get("/api/public/traces", list_traces)
     app.router.add_get("/api/public/traces/{trace_id}", get_trace)
     app.router.add_get("/api/public/observations", list_observations_v1)

@@ -8,6 +8,7 @@ environment (`PROBE_SECRET_KEY`), never from argv; the result is one JSON line o
 
     python -m tests.peers.langfuse_standin.sdk_probe auth-check --host URL --public-key PK
     python -m tests.peers.langfuse_standin.sdk_probe trace --host URL --public-key PK
+    python -m tests.peers.langfuse_standin.sdk_probe scores --host URL --public-key PK
 """
 
 from __future__ import annotations
@@ -102,14 +103,53 @@ def trace(args: argparse.Namespace) -> dict[str, Any]:
         client.shutdown()
 
 
+def _read_scores(client: Any, **filters: Any) -> list[dict[str, Any]]:
+    page = client.api.scores.get_many(fields="details,subject", **filters)
+    return [item.dict(by_alias=True) for item in page.data]
+
+
+def scores(args: argparse.Namespace) -> dict[str, Any]:
+    """A score written twice with one id (the second time without a comment), read back
+    through v3 after each flush, then deleted through the API and read once more."""
+    client = _client(args)
+    trace_id = client.create_trace_id()
+    score_id = "probe-score-1"
+    try:
+        client.create_score(
+            name="helpfulness", value=0.5, trace_id=trace_id, score_id=score_id, comment="first"
+        )
+        client.create_score(name="rating", value="good", trace_id=trace_id, data_type="CATEGORICAL")
+        client.flush()
+        first = _read_scores(client, trace_id=trace_id)
+        client.create_score(name="helpfulness", value=0.9, trace_id=trace_id, score_id=score_id)
+        client.flush()
+        replaced = _read_scores(client, id=score_id)
+        numeric = _read_scores(client, trace_id=trace_id, data_type="numeric")
+        client.api.scores.delete(score_id)
+        after_delete = _read_scores(client, trace_id=trace_id)
+        return {
+            "trace_id": trace_id,
+            "score_id": score_id,
+            "first": first,
+            "replaced": replaced,
+            "numeric": numeric,
+            "after_delete": after_delete,
+        }
+    finally:
+        client.shutdown()
+
+
+COMMANDS = {"auth-check": auth_check, "trace": trace, "scores": scores}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.peers.langfuse_standin.sdk_probe")
-    parser.add_argument("command", choices=["auth-check", "trace"])
+    parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--host", required=True)
     parser.add_argument("--public-key", required=True)
     parser.add_argument("--timeout", type=int, default=5)
     args = parser.parse_args(argv)
-    result = auth_check(args) if args.command == "auth-check" else trace(args)
+    result = COMMANDS[args.command](args)
     print(json.dumps(result, default=str), flush=True)
     return 0
 

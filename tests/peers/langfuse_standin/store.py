@@ -1,4 +1,5 @@
-"""In-memory data of one stand-in: traces, observations and scores, upserted by id.
+"""In-memory data of one stand-in: traces and observations (merged by id), scores (replaced
+by id) and custom models.
 
 Records are plain dicts with the camelCase field names of the Langfuse public API, so
 reads are mostly projections. A lock guards every access because the server thread writes
@@ -11,6 +12,7 @@ import copy
 import threading
 from typing import Any
 
+from . import models as model_defs
 from .values import now_iso
 
 # Fields whose updates merge instead of replace: metadata by key, tags as a set union.
@@ -110,12 +112,19 @@ class Store:
         self._traces: dict[tuple[str, str], dict[str, Any]] = {}
         self._observations: dict[tuple[str, str], dict[str, Any]] = {}
         self._scores: dict[tuple[str, str], dict[str, Any]] = {}
+        self._models: dict[tuple[str, str], dict[str, Any]] = {}
+        # Observations whose costDetails the stand-in computed from prices (not sent): those
+        # are recomputed when usage or model change; a sent cost is never overwritten.
+        self._computed_costs: set[tuple[str, str]] = set()
 
     def clear(self) -> None:
+        """Forget data and custom models (the managed models are not data: they stay)."""
         with self._lock:
             self._traces.clear()
             self._observations.clear()
             self._scores.clear()
+            self._models.clear()
+            self._computed_costs.clear()
 
     def _upsert(
         self,
@@ -145,10 +154,60 @@ class Store:
         self._upsert(self._traces, TRACE_FIELDS, project_id, fields, defaults)
 
     def upsert_observation(self, project_id: str, fields: dict[str, Any]) -> None:
-        self._upsert(self._observations, OBSERVATION_FIELDS, project_id, fields)
+        """Merge `fields` into the observation, then price it when no cost was ever sent."""
+        key = (project_id, fields["id"])
+        with self._lock:
+            self._upsert(self._observations, OBSERVATION_FIELDS, project_id, fields)
+            if fields.get("costDetails"):
+                self._computed_costs.discard(key)
+            else:
+                self._price_observation(project_id, self._observations[key])
+
+    def _price_observation(self, project_id: str, record: dict[str, Any]) -> None:
+        # The server computes cost only when none was provided: from the first model whose
+        # pattern matches the observation's model string
+        # (docs/upstream/langfuse.md, "Usage and cost").
+        key = (project_id, record["id"])
+        if record.get("costDetails") and key not in self._computed_costs:
+            return
+        usage, name = record.get("usageDetails"), record.get("model")
+        cost = None
+        if isinstance(usage, dict) and usage and isinstance(name, str):
+            model = model_defs.matching_model(
+                self._visible_models(project_id), name, record.get("startTime")
+            )
+            if model is not None:
+                cost = model_defs.cost_from_prices(usage, model_defs.default_prices(model))
+        if cost is None:
+            if key in self._computed_costs:
+                record["costDetails"] = None
+                self._computed_costs.discard(key)
+            return
+        record["costDetails"] = cost
+        self._computed_costs.add(key)
 
     def upsert_score(self, project_id: str, fields: dict[str, Any]) -> None:
-        self._upsert(self._scores, SCORE_FIELDS, project_id, fields)
+        """Store the score, replacing any of the same id whole: the server keeps one score
+        row per id, so a field left out of a second write (e.g. `comment`) is gone.
+        Only `createdAt` survives the replacement."""
+        key = (project_id, fields["id"])
+        with self._lock:
+            previous = self._scores.get(key)
+            record = dict.fromkeys(SCORE_FIELDS, None)
+            record.update(copy.deepcopy(fields))
+            stamp = now_iso()
+            record.update(
+                id=fields["id"],
+                projectId=project_id,
+                createdAt=previous["createdAt"] if previous else stamp,
+                updatedAt=stamp,
+            )
+            self._scores[key] = record
+
+    def delete_score(self, project_id: str, score_id: str) -> bool:
+        """Forget one score; False when the project has no score of that id."""
+        with self._lock:
+            return self._scores.pop((project_id, score_id), None) is not None
 
     def has_trace(self, project_id: str, trace_id: str) -> bool:
         with self._lock:
@@ -180,3 +239,35 @@ class Store:
     def scores(self, project_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return self._select(self._scores, project_id)
+
+    # --- models ------------------------------------------------------------------------
+
+    def _visible_models(self, project_id: str) -> list[dict[str, Any]]:
+        own = [m for (owner, _), m in self._models.items() if owner == project_id]
+        # Custom ids never collide with managed ones: a PUT to a managed id answers 404.
+        return own + list(model_defs.MANAGED_MODELS)
+
+    def models(self, project_id: str) -> list[dict[str, Any]]:
+        """Copies of the models a project sees: its own and the managed ones."""
+        with self._lock:
+            return copy.deepcopy(self._visible_models(project_id))
+
+    def model(self, project_id: str, model_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            for model in self._visible_models(project_id):
+                if model["id"] == model_id:
+                    return copy.deepcopy(model)
+        return None
+
+    def own_model(self, project_id: str, model_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return copy.deepcopy(self._models.get((project_id, model_id)))
+
+    def put_model(self, project_id: str, model: dict[str, Any]) -> None:
+        with self._lock:
+            self._models[(project_id, model["id"])] = copy.deepcopy(model)
+
+    def delete_model(self, project_id: str, model_id: str) -> bool:
+        """Forget a custom model; False for an unknown or a managed one."""
+        with self._lock:
+            return self._models.pop((project_id, model_id), None) is not None

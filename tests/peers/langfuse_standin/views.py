@@ -250,3 +250,117 @@ def decode_cursor(cursor: str | None) -> int:
         return int(json.loads(base64.b64decode(cursor))["offset"])
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError("Invalid cursor") from error
+
+
+# --- scores ----------------------------------------------------------------------------
+
+# v3 scores: core fields always, the rest by group (`fields=details,subject,annotation`).
+SCORE_V3_CORE = (
+    "id",
+    "projectId",
+    "name",
+    "value",
+    "dataType",
+    "source",
+    "timestamp",
+    "environment",
+    "createdAt",
+    "updatedAt",
+)
+SCORE_V3_GROUPS: dict[str, tuple[str, ...]] = {
+    "details": ("comment", "configId", "metadata"),
+    "subject": ("subject",),
+    "annotation": ("authorUserId", "queueId"),
+}
+
+
+def _score_subject(score: dict[str, Any]) -> dict[str, Any] | None:
+    # The most specific entity the score addresses: an observation (within its trace), a
+    # trace, a session, or an experiment (dataset run).
+    if score.get("observationId"):
+        return {
+            "kind": "observation",
+            "id": score["observationId"],
+            "traceId": score.get("traceId"),
+        }
+    for field, kind in (
+        ("traceId", "trace"),
+        ("sessionId", "session"),
+        ("datasetRunId", "experiment"),
+    ):
+        if score.get(field):
+            return {"kind": kind, "id": score[field]}
+    return None
+
+
+def _typed_value(score: dict[str, Any]) -> Any:
+    """v3's polymorphic `value`: a number, a boolean, or a string, by data type."""
+    value, data_type = score.get("value"), score.get("dataType")
+    if data_type == "NUMERIC":
+        return float(value) if value is not None else 0.0
+    if data_type == "BOOLEAN":
+        return bool(value)
+    return "" if value is None else str(value)
+
+
+def score_v3(score: dict[str, Any], groups: set[str]) -> dict[str, Any]:
+    view = {field: score.get(field) for field in SCORE_V3_CORE}
+    view["value"] = _typed_value(score)
+    view["environment"] = score.get("environment") or "default"
+    source = {**score, "subject": _score_subject(score)}
+    for group in sorted(groups):
+        for field in SCORE_V3_GROUPS[group]:
+            view[field] = source.get(field)
+    return view
+
+
+SCORE_V1_FIELDS = (
+    "id",
+    "traceId",
+    "sessionId",
+    "observationId",
+    "datasetRunId",
+    "name",
+    "source",
+    "timestamp",
+    "createdAt",
+    "updatedAt",
+    "authorUserId",
+    "comment",
+    "metadata",
+    "configId",
+    "queueId",
+    "environment",
+    "dataType",
+)
+
+
+def score_v1(score: dict[str, Any]) -> dict[str, Any]:
+    """The v1/v2 list item: a numeric `value`, and `stringValue` for the string types and
+    booleans (those store their text next to a number)."""
+    view = {field: score.get(field) for field in SCORE_V1_FIELDS}
+    view["environment"] = score.get("environment") or "default"
+    value = score.get("value")
+    if isinstance(value, str):
+        view["value"] = 0.0
+        view["stringValue"] = value
+    else:
+        view["value"] = float(value) if value is not None else None
+        if score.get("dataType") == "BOOLEAN":
+            view["stringValue"] = "True" if value else "False"
+    return view
+
+
+def encode_url_cursor(offset: int) -> str:
+    """v3 scores page with a base64url cursor (the v2 observations cursor is plain base64)."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode("ascii")
+
+
+def decode_url_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return int(json.loads(base64.urlsafe_b64decode(padded))["offset"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError("Invalid cursor") from error
