@@ -1,7 +1,7 @@
 """What an Open WebUI feedback becomes in Langfuse, and which feedbacks a poll must look at.
 
-Pure: no I/O. The sync that polls Open WebUI and writes Langfuse (``spec.feedback``, issue 13)
-is built on these; it is not wired yet, so nothing calls this module outside its tests.
+Pure: no I/O. ``feedback_sync`` polls Open WebUI and writes Langfuse with these
+(``spec.feedback``).
 
 Why polling ``GET /api/v1/evaluations/feedbacks/all/ids`` (reference openwebui-functions.md §B)
 rather than webhooks or an Event function: the admin webhooks carry only the rating, are sent
@@ -12,8 +12,8 @@ installed. The id list is cheap (no snapshots) and complete, so a poll after any
 or Open WebUI's, catches up by itself. Its costs shape this module:
 
 - ``updated_at`` has one-second resolution, so an edit in the same second as the last fetch
-  keeps the same stamp: feedbacks stamped at or after the second the previous poll began are
-  fetched again (``recheck_from``), and an unchanged content digest then writes nothing.
+  keeps the same stamp: feedbacks stamped in the last seconds before the previous list are
+  fetched again (``SyncPoint.watermark``), and an unchanged content digest then writes nothing.
 - Deletes are hard deletes: a feedback that was sent and is no longer listed is deleted.
 
 Scores are addressed: each score id is derived from the feedback id and the score name, and the
@@ -23,6 +23,7 @@ them, so sending twice changes nothing and a restart loses nothing.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import uuid
@@ -166,25 +167,91 @@ def digest(scores: Iterable[Score]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """What the sync point keeps per feedback: its stamp, and the digest of the scores sent
-    (empty when it became none: not ours, untraced, unrated)."""
+    """A feedback whose scores are in Langfuse: its stamp, and the digest of what was sent."""
 
     updated_at: int
-    digest: str = ""
+    digest: str
+
+
+# How long a rating of a message with no trace yet is looked at again: Langfuse ingests spans
+# asynchronously (seconds, minutes under load), so a quick thumbs-down may come first.
+UNTRACED_RECHECK_SECONDS = 600
+# Feedbacks stamped this close to the previous list's second are read again: a feedback is
+# stamped before its row is committed, so one stamped just before a list may show up only in
+# the next.
+RECHECK_MARGIN_SECONDS = 5
+
+
+@dataclass(slots=True)
+class SyncPoint:
+    """What a resource's feedback sync has done, kept across restarts (``feedback_sync``).
+
+    Only feedbacks that need remembering are kept: those with scores in Langfuse (to update
+    and delete them) and the untraced ones (to count them). Every other feedback stamped before
+    ``watermark`` (Open WebUI's clock) was looked at and became nothing: another resource's
+    model, no rating. So a quiet poll reads the id list and nothing else."""
+
+    watermark: int = 0
+    sent: dict[str, Seen] = field(default_factory=dict)
+    untraced: dict[str, int] = field(default_factory=dict)
+    # The models the resource traced when the watermark was set (``scope_of``): with other
+    # models, what "became nothing" may be ours now, and ours another's: everything is read again.
+    scope: str = ""
+
+    def rescope(self, models: Sequence[str]) -> None:
+        scope = scope_of(models)
+        if scope != self.scope:
+            self.scope, self.watermark = scope, 0
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "version": 1,
+            "watermark": self.watermark,
+            "scope": self.scope,
+            "sent": {fid: [s.updated_at, s.digest] for fid, s in sorted(self.sent.items())},
+            "untraced": dict(sorted(self.untraced.items())),
+        }
+        text = json.dumps(doc, separators=(",", ":"))
+        return gzip.compress(text.encode("utf-8"), mtime=0)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> SyncPoint:
+        """The sync point written by ``to_bytes``; ValueError for anything else."""
+        try:
+            doc = json.loads(gzip.decompress(raw).decode("utf-8"))
+        except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a feedback sync point ({type(exc).__name__})") from None
+        if not isinstance(doc, dict) or doc.get("version") != 1:
+            raise ValueError("not a feedback sync point of version 1")
+        try:
+            return cls(
+                watermark=int(doc.get("watermark") or 0),
+                scope=str(doc.get("scope") or ""),
+                sent={fid: Seen(int(v[0]), str(v[1])) for fid, v in doc["sent"].items()},
+                untraced={fid: int(stamp) for fid, stamp in doc["untraced"].items()},
+            )
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            raise ValueError("a feedback sync point with a bad field") from None
+
+
+def scope_of(models: Sequence[str]) -> str:
+    return "\n".join(sorted(set(models)))
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     fetch: tuple[str, ...]  # to read with GET /feedback/{id} and (re)map
     deleted: tuple[str, ...]  # sent before, gone from Open WebUI now: delete their scores
-    forgotten: tuple[str, ...]  # gone too, but nothing was sent for them: only forget them
+    forgotten: tuple[str, ...]  # untraced ones gone from Open WebUI: only forget them
 
 
-def plan(known: Mapping[str, Seen], listed: Iterable[Mapping[str, Any]], recheck_from: int) -> Plan:
+def plan(point: SyncPoint, listed: Iterable[Mapping[str, Any]], now: int) -> Plan:
     """Which feedbacks a poll reads and which it deletes, from the id list and the sync point.
 
-    ``recheck_from`` is the second the previous poll began: anything stamped then or later may
-    have changed again within its second.
+    ``now`` is the second Open WebUI answered the list in. A feedback is read when it is
+    stamped at or after the watermark (new, or edited since), when its stamp moved from the
+    one its scores were sent with, or when it rated an untraced message recently enough that
+    the trace may still arrive.
     """
     fetch: list[str] = []
     present: set[str] = set()
@@ -194,15 +261,24 @@ def plan(known: Mapping[str, Seen], listed: Iterable[Mapping[str, Any]], recheck
         if not isinstance(feedback_id, str) or not isinstance(stamp, int):
             continue
         present.add(feedback_id)
-        seen = known.get(feedback_id)
-        if seen is None or stamp != seen.updated_at or stamp >= recheck_from:
+        sent = point.sent.get(feedback_id)
+        untraced = point.untraced.get(feedback_id)
+        if (
+            stamp >= point.watermark
+            or (sent is not None and stamp != sent.updated_at)
+            or (untraced is not None and now - untraced < UNTRACED_RECHECK_SECONDS)
+        ):
             fetch.append(feedback_id)
-    gone = sorted(fid for fid in known if fid not in present)
     return Plan(
         fetch=tuple(fetch),
-        deleted=tuple(fid for fid in gone if known[fid].digest),
-        forgotten=tuple(fid for fid in gone if not known[fid].digest),
+        deleted=tuple(sorted(fid for fid in point.sent if fid not in present)),
+        forgotten=tuple(sorted(fid for fid in point.untraced if fid not in present)),
     )
+
+
+def next_watermark(now: int) -> int:
+    """The watermark after a poll that read everything it had to (see RECHECK_MARGIN)."""
+    return max(now - RECHECK_MARGIN_SECONDS, 0)
 
 
 def stale_score_ids(feedback_id: str, scores: Iterable[Score] = ()) -> list[str]:

@@ -264,6 +264,42 @@ class KubeApi:
             "annotation patch",
         )
 
+    async def put_config_map_data(
+        self,
+        namespace: str,
+        name: str,
+        binary_data: Mapping[str, str],
+        *,
+        labels: Mapping[str, str],
+        owner: Mapping[str, Any],
+    ) -> None:
+        """Create the ConfigMap with ``binary_data`` (base64 values) owned by ``owner`` (an
+        ownerReference: it goes when its owner goes), or merge it into the existing one."""
+        path = f"/api/v1/namespaces/{quote(namespace)}/configmaps"
+        what = f"create ConfigMap {namespace}/{name}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": dict(labels),
+                "ownerReferences": [dict(owner)],
+            },
+            "binaryData": dict(binary_data),
+        }
+        try:
+            await self._send("POST", path, body, what, "application/json")
+            return
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        await self._merge_patch(
+            f"{path}/{quote(name)}",
+            {"binaryData": dict(binary_data)},
+            f"update ConfigMap {namespace}/{name}",
+        )
+
     async def aclose(self) -> None:
         for client in [*self._closing, *([self._client] if self._client else [])]:
             await client.aclose()

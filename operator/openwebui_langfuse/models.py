@@ -26,6 +26,8 @@ Target = Literal["pipelines", "function"]
 
 DEFAULT_RESYNC_SECONDS = 300.0
 MIN_RESYNC_SECONDS = 10.0
+DEFAULT_FEEDBACK_POLL_SECONDS = 2.0
+MIN_FEEDBACK_POLL_SECONDS = 1.0
 PIPELINE_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Open WebUI lower-cases function ids and accepts identifiers only.
 FUNCTION_ID_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -105,6 +107,15 @@ class OpenWebUISpec:
 
 
 @dataclass(frozen=True)
+class FeedbackSpec:
+    """``spec.feedback``: Open WebUI's message ratings sent to Langfuse as scores
+    (``feedback_sync``). On by default whenever ``spec.openWebUI`` is set."""
+
+    enabled: bool = True
+    poll_seconds: float = DEFAULT_FEEDBACK_POLL_SECONDS
+
+
+@dataclass(frozen=True)
 class LangfuseTracingSpec:
     langfuse: LangfuseSpec
     pipelines: PipelinesSpec | None  # None with the function target
@@ -116,6 +127,13 @@ class LangfuseTracingSpec:
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     suspend: bool = False
     deletion_policy: DeletionPolicy = "Delete"
+    feedback: FeedbackSpec = field(default_factory=FeedbackSpec)
+
+    @property
+    def syncs_feedback(self) -> bool:
+        """Whether feedback goes to Langfuse: it is read from the Open WebUI ``openWebUI``
+        names, so without one there is none to read."""
+        return self.feedback.enabled and self.open_webui is not None
 
     def secret_names(self) -> frozenset[str]:
         """Names of every Secret this resource reads (the trigger index keys on them)."""
@@ -366,6 +384,7 @@ def parse_spec(raw: Mapping[str, Any], *, namespace: str, name: str) -> Langfuse
     resync = parse_duration(str(spec.get("resyncInterval") or "5m"))
     if resync < MIN_RESYNC_SECONDS:
         raise SpecError("spec.resyncInterval must be at least 10s")
+    feedback = _feedback(spec.get("feedback"))
     policy = spec.get("deletionPolicy", "Delete")
     if policy not in ("Delete", "Retain"):
         raise SpecError("spec.deletionPolicy must be Delete or Retain")
@@ -379,7 +398,25 @@ def parse_spec(raw: Mapping[str, Any], *, namespace: str, name: str) -> Langfuse
         resync_seconds=resync,
         suspend=bool(spec.get("suspend", False)),
         deletion_policy=policy,
+        feedback=feedback,
     )
+
+
+def _feedback(raw: Any) -> FeedbackSpec:
+    obj = _mapping(raw, "spec.feedback")
+    enabled = obj.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError("spec.feedback.enabled must be true or false")
+    text = str(obj.get("pollInterval") or "2s")
+    try:
+        poll = parse_duration(text)
+    except SpecError:
+        raise SpecError(
+            f"spec.feedback.pollInterval {text!r} is not a duration like 2s or 1m"
+        ) from None
+    if poll < MIN_FEEDBACK_POLL_SECONDS:
+        raise SpecError("spec.feedback.pollInterval must be at least 1s")
+    return FeedbackSpec(enabled=enabled, poll_seconds=poll)
 
 
 def referenced_names(raw_spec: Mapping[str, Any]) -> tuple[set[str], set[str]]:

@@ -39,6 +39,7 @@ from openwebui_langfuse.clients.openwebui_functions import FunctionsError
 from openwebui_langfuse.clients.pipelines import PipelinesClient, PipelinesError
 from openwebui_langfuse.config import Settings
 from openwebui_langfuse.connection import OpenWebUIConnections, normalise_connection_url
+from openwebui_langfuse.feedback_sync import FeedbackSyncs, SyncPointStore, target_for
 from openwebui_langfuse.kube import KubeApi, KubeError
 from openwebui_langfuse.models import parse_spec
 from openwebui_langfuse.passes import (
@@ -177,6 +178,15 @@ class Runtime:
         self.probes = UpstreamProbes(self.http_for, lambda key: self.wake(*key))
         # One HTTP pool per Open WebUI URL, reused by every pass.
         self.open_webui = OpenWebUIConnections(settings.http_timeout)
+        # Open WebUI's ratings to Langfuse scores, one task per resource (feedback_sync.py).
+        self.feedback = FeedbackSyncs(
+            client_for=self.open_webui.client,
+            http_for=self.http_for,
+            store=SyncPointStore(kube),
+            publish=self._publish_feedback,
+            timeout=settings.http_timeout,
+            max_backoff=settings.max_backoff,
+        )
         self.upstreams = Upstreams(
             pipelines=lambda url, key: PipelinesClient(
                 url, key, http=self.http_for(url), timeout=settings.http_timeout
@@ -206,6 +216,7 @@ class Runtime:
 
     async def close_pools(self) -> None:
         """Close every upstream pool (the next call opens a new one)."""
+        await self.feedback.aclose()
         await self.probes.aclose()
         await self.open_webui.aclose()
         pools, self._pools = list(self._pools.values()), {}
@@ -295,6 +306,7 @@ class Runtime:
             if self.workers.get(key) is worker:
                 del self.workers[key]
                 self.probes.forget(key)
+                self.feedback.forget(key)
 
     @staticmethod
     async def _sleep(
@@ -318,12 +330,14 @@ class Runtime:
         async with worker.lock:
             meta = body["metadata"]
             if meta.get("deletionTimestamp"):
+                self.feedback.forget(worker.key)
                 return 3600.0  # the finalizer's cleanup handler takes over
             generation = int(meta.get("generation") or 0)
             raw_spec = dict(body.get("spec") or {})
             worker.generation = generation
             ref = ResourceRef(namespace, name, generation)
             if raw_spec.get("suspend"):
+                self.feedback.forget(worker.key)
                 await self._mark_suspended(worker, ref, body)
                 return _resync_seconds(raw_spec)
             worker.suspended_logged = False
@@ -342,6 +356,7 @@ class Runtime:
             )
             status_written = await self._publish(worker, body, result, reader)
             self._probe(worker.key, result, reader)
+            await self._sync_feedback(worker, body, result, reader)
         if not status_written:
             # Backs off like any temporary error: a status write that keeps failing (RBAC,
             # a webhook) must not re-run every upstream call every 2 s.
@@ -382,6 +397,51 @@ class Runtime:
                 self.probes.track_open_webui(key, spec.open_webui.url)
                 kept.add(("open-webui", spec.open_webui.url))
         self.probes.forget(key, keep=frozenset(kept))
+
+    async def _sync_feedback(
+        self,
+        worker: Worker,
+        body: Mapping[str, Any],
+        result: ReconcileResult,
+        reader: IndexReader,
+    ) -> None:
+        """Start, update or stop the resource's feedback sync after a pass (``feedback_sync``).
+
+        It runs once the Langfuse keys were verified (a wrong key would only fail every poll)
+        and goes on between passes; called under the worker's lock."""
+        key = worker.key
+        spec = result.spec
+        verified = any(
+            c.get("type") == cond.CREDENTIALS_VALID and c.get("status") == "True"
+            for c in result.status.get("conditions") or []
+        )
+        target = None
+        if spec is not None and verified:
+            try:
+                target = target_for(key[0], str(body["metadata"].get("uid") or ""), spec, reader)
+            except MissingReference:
+                target = None
+        if target is not None:
+            self.feedback.track(key, target, (worker.status or {}).get("feedback"))
+            return
+        if spec is not None and not spec.syncs_feedback:
+            self.feedback.forget(key)
+            old = dict(worker.status or {})
+            if "feedback" in old:  # turned off: its counts no longer say anything
+                await self._write_status(
+                    worker, old, {k: v for k, v in old.items() if k != "feedback"}
+                )
+
+    async def _publish_feedback(self, key: Key, feedback_status: dict[str, Any]) -> bool:
+        """Write ``status.feedback`` for the feedback sync (merged into the worker's status)."""
+        worker = self.workers.get(key)
+        if worker is None:
+            return False
+        async with worker.lock:
+            old = dict(worker.status or {})
+            if old.get("feedback") == feedback_status:
+                return True
+            return await self._write_status(worker, old, {**old, "feedback": feedback_status})
 
     async def _mark_suspended(
         self, worker: Worker, ref: ResourceRef, body: Mapping[str, Any]

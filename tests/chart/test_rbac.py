@@ -169,6 +169,13 @@ class OperatorCalls:
                 lambda **kw: core.list_namespaced_config_map(ns, **kw)
             ),
             "get configmap": lambda: core.read_namespaced_config_map("filter", ns),
+            # The feedback sync point (feedback_sync.SyncPointStore).
+            "create configmap": lambda: core.create_namespaced_config_map(
+                ns, {"metadata": {"name": "rbac-feedback-sync"}, "binaryData": {}}
+            ),
+            "patch configmap": lambda: core.patch_namespaced_config_map(
+                "rbac-feedback-sync", ns, {"binaryData": {"sync-point.json.gz": "AA=="}}
+            ),
             "create core event": lambda: core.create_namespaced_event(ns, core_event),
             "patch core event": lambda: core.patch_namespaced_event(
                 core.create_namespaced_event(ns, core_event).metadata.name, ns, {"count": 2}

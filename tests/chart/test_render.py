@@ -392,6 +392,7 @@ NAMESPACED_RULES = {
     },
     *{("openwebui-langfuse.io", "langfusetracings/status", v) for v in ("get", "patch", "update")},
     *{("", r, v) for r in ("secrets", "configmaps") for v in ("get", "list", "watch")},
+    *{("", "configmaps", v) for v in ("create", "patch")},  # the feedback sync point
     *{(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")},
 }
 CRD_READ = {

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import uuid
 from typing import Any
 
+import pytest
 from openwebui_langfuse import feedback
-from openwebui_langfuse.feedback import Seen, plan, scores_for
+from openwebui_langfuse.feedback import (
+    RECHECK_MARGIN_SECONDS,
+    Seen,
+    SyncPoint,
+    next_watermark,
+    plan,
+    scores_for,
+)
 from openwebui_langfuse.filters.langfuse_tracing_filter import generation_id_for, trace_id_for
 
 
@@ -83,29 +93,66 @@ def test_feedback_without_a_message_or_a_rating_becomes_nothing() -> None:
     assert isinstance(numeric_text, list) and numeric_text[0].value == 1.0
 
 
-def test_a_poll_reads_the_new_and_the_changed_and_rechecks_the_last_second() -> None:
-    known = {
-        "same": Seen(100, "d1"),
-        "edited": Seen(100, "d2"),
-        "recent": Seen(205, "d3"),
-        "gone": Seen(90, "d4"),
-        "gone-unsent": Seen(90, ""),
-    }
+def test_a_poll_reads_the_new_the_edited_and_the_recently_untraced() -> None:
+    point = SyncPoint(
+        watermark=205,
+        sent={
+            "same": Seen(100, "d1"),
+            "edited": Seen(100, "d2"),
+            "recent": Seen(205, "d3"),
+            "gone": Seen(90, "d4"),
+        },
+        untraced={"waiting": 900, "given-up": 100, "untraced-gone": 90},
+    )
     listed = [
         {"id": "new", "updated_at": 210, "user_id": "u", "created_at": 210},
         {"id": "recent", "updated_at": 205},
         {"id": "edited", "updated_at": 150},
         {"id": "same", "updated_at": 100},
+        {"id": "other-model-long-ago", "updated_at": 120},
+        {"id": "waiting", "updated_at": 900},
+        {"id": "given-up", "updated_at": 100},
         {"id": None, "updated_at": 1},
     ]
-    result = plan(known, listed, recheck_from=205)
-    assert result.fetch == ("new", "recent", "edited")
+    result = plan(point, listed, now=1000)
+    assert result.fetch == ("new", "recent", "edited", "waiting")
     assert result.deleted == ("gone",)
-    assert result.forgotten == ("gone-unsent",)
+    assert result.forgotten == ("untraced-gone",)
 
 
 def test_a_quiet_poll_reads_nothing() -> None:
-    known = {"a": Seen(100, "d"), "b": Seen(101, "")}
+    point = SyncPoint(watermark=995, sent={"a": Seen(100, "d")}, untraced={"b": 101})
     listed = [{"id": "a", "updated_at": 100}, {"id": "b", "updated_at": 101}]
-    result = plan(known, listed, recheck_from=102)
+    result = plan(point, listed, now=1000)
     assert result.fetch == () and result.deleted == () and result.forgotten == ()
+    assert next_watermark(1000) == 1000 - RECHECK_MARGIN_SECONDS
+
+
+def test_the_sync_point_survives_a_round_trip_and_refuses_anything_else() -> None:
+    point = SyncPoint(watermark=7, sent={"a": Seen(5, "abc")}, untraced={"b": 6}, scope="*")
+    assert SyncPoint.from_bytes(point.to_bytes()) == point
+    assert point.to_bytes() == SyncPoint.from_bytes(point.to_bytes()).to_bytes()
+    for bad in (b"", b"{}", gzip.compress(b'{"version": 2}'), gzip.compress(b'{"version":1}')):
+        with pytest.raises(ValueError):
+            SyncPoint.from_bytes(bad)
+
+
+def test_ten_thousand_scored_feedbacks_fit_a_config_map() -> None:
+    # A ConfigMap holds at most 1 MiB; the sync point is what limits how many feedbacks a
+    # resource can track, so this records the headroom.
+    point = SyncPoint(
+        watermark=1,
+        sent={
+            str(uuid.uuid4()): Seen(1796187604 + 37 * i, uuid.uuid4().hex[:16])
+            for i in range(10_000)
+        },
+    )
+    assert len(point.to_bytes()) < 400 * 1024  # so 25,000 fit in 1 MiB
+
+
+def test_other_models_read_everything_again() -> None:
+    point = SyncPoint(watermark=500, scope="gpt-4o")
+    point.rescope(["gpt-4o"])
+    assert point.watermark == 500
+    point.rescope(["llama3", "gpt-4o"])
+    assert point.watermark == 0 and point.scope == "gpt-4o\nllama3"

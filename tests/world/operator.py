@@ -412,6 +412,19 @@ class Harness:
                 raise
             self.core.replace_namespaced_config_map(name, namespace, body)
 
+    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ConfigMap as a dict (metadata, data, binaryData), or None when there is none."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found = self.core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = self.core.api_client.sanitize_for_serialization(found)
+        return result
+
     # LangfuseTracings
     def apply(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         body = {
