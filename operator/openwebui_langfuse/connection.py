@@ -48,7 +48,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -731,3 +731,25 @@ def _is_filter(model: dict[str, Any], pipeline_id: str) -> bool:
         and isinstance(pipeline, dict)
         and pipeline.get("type") == "filter"
     )
+
+
+# The bundled filter's valve of connection prefixes it cuts from the model name it sends, so a
+# prefixed connection's model is priced as the upstream model (docs/tracing.md, "The model
+# name (why: cost)"). The function target fills it from Open WebUI's connections unless
+# filter.valves sets it.
+MODEL_PREFIXES_VALVE = "model_prefixes"
+
+
+async def connection_prefixes(client: OpenWebUIClient) -> list[str] | None:
+    """The ``prefix_id`` of every OpenAI connection of that Open WebUI, sorted; None when its
+    connection config cannot be read (the valve is then left as it is)."""
+    try:
+        config = await client.get_openai_config()
+    except OpenWebUIError:
+        return None
+    prefixes = {
+        str(c["prefix_id"]).strip()
+        for c in config.configs.values()
+        if isinstance(c, Mapping) and isinstance(c.get("prefix_id"), str) and c["prefix_id"].strip()
+    }
+    return sorted(prefixes)

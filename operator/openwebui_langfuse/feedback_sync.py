@@ -438,14 +438,21 @@ async def _rating_enabled(client: OpenWebUIClient) -> bool | None:
         return None
 
 
-def target_for(
-    namespace: str, uid: str, spec: LangfuseTracingSpec, reader: SecretReader
-) -> FeedbackTarget | None:
-    """The feedback sync of a resource as its spec and Secrets say; None when it has none
-    (``spec.feedback.enabled: false``, no ``spec.openWebUI``). ``MissingReference`` when a
-    Secret it names is missing (the pass reports that)."""
+@dataclass(frozen=True)
+class Access:
+    """A resource's way into its Open WebUI (admin auth) and Langfuse project (key pair)."""
+
+    auth: ApiKeyAuth | CredentialsAuth
+    public_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+
+
+def access_for(namespace: str, spec: LangfuseTracingSpec, reader: SecretReader) -> Access | None:
+    """The admin auth of ``spec.openWebUI`` and the Langfuse keys, read from their Secrets;
+    None without ``spec.openWebUI``. ``MissingReference`` when a Secret it names is missing
+    (the pass reports that)."""
     open_webui = spec.open_webui
-    if not spec.syncs_feedback or open_webui is None:
+    if open_webui is None:
         return None
 
     def secret(name: str, key: str) -> str:
@@ -465,13 +472,22 @@ def target_for(
     if public_key is None:
         assert public.secret_key_ref is not None
         public_key = secret(public.secret_key_ref.name, public.secret_key_ref.key)
+    secret_key = secret(spec.langfuse.secret_key.name, spec.langfuse.secret_key.key)
+    return Access(auth=auth, public_key=public_key, secret_key=secret_key)
+
+
+def target_for(uid: str, spec: LangfuseTracingSpec, access: Access) -> FeedbackTarget | None:
+    """The feedback sync of a resource as its spec says; None when it has none
+    (``spec.feedback.enabled: false``, no ``spec.openWebUI``)."""
+    if not spec.syncs_feedback or spec.open_webui is None:
+        return None
     return FeedbackTarget(
         uid=uid,
-        open_webui_url=open_webui.url,
-        auth=auth,
+        open_webui_url=spec.open_webui.url,
+        auth=access.auth,
         langfuse_host=spec.langfuse.host,
-        public_key=public_key,
-        secret_key=secret(spec.langfuse.secret_key.name, spec.langfuse.secret_key.key),
+        public_key=access.public_key,
+        secret_key=access.secret_key,
         models=spec.filter.models,
         poll_seconds=spec.feedback.poll_seconds,
         slow_seconds=spec.resync_seconds,

@@ -23,6 +23,7 @@ import binascii
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,9 +40,15 @@ from openwebui_langfuse.clients.openwebui_functions import FunctionsError
 from openwebui_langfuse.clients.pipelines import PipelinesClient, PipelinesError
 from openwebui_langfuse.config import Settings
 from openwebui_langfuse.connection import OpenWebUIConnections, normalise_connection_url
-from openwebui_langfuse.feedback_sync import FeedbackSyncs, SyncPointStore, target_for
+from openwebui_langfuse.feedback_sync import (
+    Access,
+    FeedbackSyncs,
+    SyncPointStore,
+    access_for,
+    target_for,
+)
 from openwebui_langfuse.kube import KubeApi, KubeError
-from openwebui_langfuse.models import parse_spec
+from openwebui_langfuse.models import LangfuseTracingSpec, parse_spec
 from openwebui_langfuse.passes import (
     CleanupResult,
     DownloadError,
@@ -50,6 +57,7 @@ from openwebui_langfuse.passes import (
     ResourceRef,
     Upstreams,
 )
+from openwebui_langfuse.pricing import PRICING_CHECK_SECONDS, check_pricing
 from openwebui_langfuse.probes import UpstreamProbes
 from openwebui_langfuse.reconcile import ReconcileResult, cleanup, reconcile
 
@@ -147,6 +155,9 @@ class Worker:
     suspended_logged: bool = False
     install_record: str | None = None
     retire_failures: int = 0  # passes in a row that could not delete the previous filter
+    # The last pricing check (generation, monotonic time) and the one that may be running.
+    pricing_checked: tuple[int | None, float] | None = None
+    pricing_task: asyncio.Task[None] | None = None
     # Which resources own an upstream object, e.g. ("pipeline", url, id) (the kopf index).
     owners: Callable[[tuple[str, ...]], Iterable[Key]] = lambda _: ()
 
@@ -307,6 +318,8 @@ class Runtime:
                 del self.workers[key]
                 self.probes.forget(key)
                 self.feedback.forget(key)
+                if worker.pricing_task is not None:
+                    worker.pricing_task.cancel()
 
     @staticmethod
     async def _sleep(
@@ -405,25 +418,29 @@ class Runtime:
         result: ReconcileResult,
         reader: IndexReader,
     ) -> None:
-        """Start, update or stop the resource's feedback sync after a pass (``feedback_sync``).
+        """After a pass: start, update or stop the resource's feedback sync
+        (``feedback_sync``), and check which traced models Langfuse cannot price (``pricing``).
 
-        It runs once the Langfuse keys were verified (a wrong key would only fail every poll)
-        and goes on between passes; called under the worker's lock."""
+        Both run once the Langfuse keys were verified (a wrong key would only fail every call)
+        and go on between passes; called under the worker's lock."""
         key = worker.key
         spec = result.spec
         verified = any(
             c.get("type") == cond.CREDENTIALS_VALID and c.get("status") == "True"
             for c in result.status.get("conditions") or []
         )
-        target = None
+        access: Access | None = None
         if spec is not None and verified:
             try:
-                target = target_for(key[0], str(body["metadata"].get("uid") or ""), spec, reader)
+                access = access_for(key[0], spec, reader)
             except MissingReference:
-                target = None
-        if target is not None:
-            self.feedback.track(key, target, (worker.status or {}).get("feedback"))
-            return
+                access = None
+        if spec is not None and access is not None:
+            self._check_pricing(worker, spec, access)
+            target = target_for(str(body["metadata"].get("uid") or ""), spec, access)
+            if target is not None:
+                self.feedback.track(key, target, (worker.status or {}).get("feedback"))
+                return
         if spec is not None and not spec.syncs_feedback:
             self.feedback.forget(key)
             old = dict(worker.status or {})
@@ -432,16 +449,48 @@ class Runtime:
                     worker, old, {k: v for k, v in old.items() if k != "feedback"}
                 )
 
+    def _check_pricing(self, worker: Worker, spec: LangfuseTracingSpec, access: Access) -> None:
+        """Report the traced models the Langfuse project has no price for, in the background:
+        after a spec change, then every ``PRICING_CHECK_SECONDS``."""
+        now = time.monotonic()
+        due = worker.pricing_checked is None or (
+            worker.pricing_checked[0] != worker.generation
+            or now - worker.pricing_checked[1] >= PRICING_CHECK_SECONDS
+        )
+        running = worker.pricing_task is not None and not worker.pricing_task.done()
+        if not due or running or spec.open_webui is None:
+            return
+        worker.pricing_checked = (worker.generation, now)
+        client = self.open_webui.client(spec.open_webui.url, access.auth)
+
+        async def check() -> None:
+            status = await check_pricing(
+                spec,
+                client,
+                self.http_for(spec.langfuse.host),
+                access.public_key,
+                access.secret_key,
+                http_timeout=self.settings.http_timeout,
+            )
+            if status is not None:
+                await self._publish_part(worker.key, "pricing", status)
+
+        worker.pricing_task = asyncio.get_running_loop().create_task(check())
+
     async def _publish_feedback(self, key: Key, feedback_status: dict[str, Any]) -> bool:
-        """Write ``status.feedback`` for the feedback sync (merged into the worker's status)."""
+        return await self._publish_part(key, "feedback", feedback_status)
+
+    async def _publish_part(self, key: Key, part: str, value: dict[str, Any]) -> bool:
+        """Write one part of the status that a background task owns (``feedback``,
+        ``pricing``), merged into the worker's status; only when it changed."""
         worker = self.workers.get(key)
         if worker is None:
             return False
         async with worker.lock:
             old = dict(worker.status or {})
-            if old.get("feedback") == feedback_status:
+            if old.get(part) == value:
                 return True
-            return await self._write_status(worker, old, {**old, "feedback": feedback_status})
+            return await self._write_status(worker, old, {**old, part: value})
 
     async def _mark_suspended(
         self, worker: Worker, ref: ResourceRef, body: Mapping[str, Any]

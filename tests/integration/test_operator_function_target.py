@@ -181,3 +181,28 @@ def test_moving_from_pipelines_to_function_leaves_no_chat_untraced(
     # After the move, each chat is traced once: one generation per chat.
     for turn in turns[-2:]:
         assert len(generations(langfuse, turn)) == 1
+
+
+@pytest.mark.usefixtures("admin_secret", "echo_pipe")
+def test_the_function_cuts_connection_prefixes_and_the_status_names_unpriced_models(
+    harness: Harness,
+    namespace: str,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    open_webui: OpenWebUI,
+) -> None:
+    # A prefixed connection (its server need not answer: only its prefix matters here).
+    open_webui.set_connections(
+        ["http://127.0.0.1:9/v1"], [""], {"0": {"enable": True, "prefix_id": "owlpfx"}}
+    )
+    harness.apply(namespace, "tracing", function_spec(pipelines, langfuse, open_webui))
+    harness.wait_condition(namespace, "tracing", "Ready", "True", timeout=60)
+    function_id = (harness.get(namespace, "tracing") or {})["status"]["functionId"]
+    assert stored_valves(open_webui, function_id)["model_prefixes"] == ["owlpfx"]
+    # The echo pipe is a model no Langfuse definition prices: the status says so.
+    pricing = wait_for(
+        lambda: ((harness.get(namespace, "tracing") or {}).get("status") or {}).get("pricing"),
+        20,
+        "status.pricing",
+    )
+    assert PIPE_ID in pricing["unpricedModels"] and pricing["checkedModels"] >= 1

@@ -299,6 +299,12 @@ class OpenWebUIClient:
         )
         return _data_list(body, "GET /api/models")
 
+    async def list_models(self) -> list[dict[str, Any]]:
+        """``GET /api/models``: the chat-visible models as Open WebUI last read them (no
+        refresh: each model with its ``info``, e.g. a Workspace model's ``base_model_id``)."""
+        body = await self._admin_json("GET", MODELS_REFRESH_PATH, timeout=self._slow)
+        return _data_list(body, "GET /api/models")
+
     async def list_pipelines_connections(self) -> list[PipelinesConnection]:
         """``GET /api/v1/pipelines/list``: the connections whose ``/models`` says ``pipelines``."""
         body = await self._admin_json("GET", PIPELINES_LIST_PATH, timeout=self._slow)

@@ -28,7 +28,12 @@ from openwebui_langfuse.clients.openwebui_functions import (
     FunctionsServerError,
     ModelNotFound,
 )
-from openwebui_langfuse.connection import ensure_usage_capability, error_reason
+from openwebui_langfuse.connection import (
+    MODEL_PREFIXES_VALVE,
+    connection_prefixes,
+    ensure_usage_capability,
+    error_reason,
+)
 from openwebui_langfuse.models import LangfuseTracingSpec
 from openwebui_langfuse.passes import (
     CleanupResult,
@@ -204,7 +209,11 @@ class FunctionTarget:
         if p.has_unknown_valves(desired, self._valve_names, f"function {self.fid}"):
             return
         try:
-            _, api = await self._open()
+            client, api = await self._open()
+            if MODEL_PREFIXES_VALVE in self._valve_names and MODEL_PREFIXES_VALVE not in desired:
+                prefixes = await connection_prefixes(client)
+                if prefixes is not None:
+                    desired[MODEL_PREFIXES_VALVE] = prefixes
             current = await api.get_valves(self.fid)
             change = overlay_valves(current, desired, known=self._valve_names)
             if change is not None:
