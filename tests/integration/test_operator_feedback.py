@@ -22,6 +22,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401 - fixtures by na
     operator_fixture,
     secret_guard_fixture,
     secrets_in_fixture,
+    spec,
 )
 from tests.integration.test_bundled_filter import trace_id
 from tests.integration.test_bundled_filter_function import SavedTurn, saved_chat_turn
@@ -32,6 +33,7 @@ from tests.integration.test_function_target import (
 from tests.integration.test_operator_function_target import (
     admin_secret,  # noqa: F401 - fixture by name
     function_spec,
+    openwebui_auth,
 )
 from tests.peers.langfuse_standin.server import LangfuseStandIn
 from tests.world.open_webui import OpenWebUI
@@ -51,12 +53,23 @@ def rate(
     open_webui: OpenWebUI, turn: SavedTurn, rating: int, feedback_id: str | None = None, **data: Any
 ) -> str:
     """Post (or, with ``feedback_id``, edit) a rating of the turn's answer; its id."""
+    return rate_model(open_webui, turn, PIPE_ID, rating, feedback_id, **data)
+
+
+def rate_model(
+    open_webui: OpenWebUI,
+    turn: SavedTurn,
+    model: str,
+    rating: int,
+    feedback_id: str | None = None,
+    **data: Any,
+) -> str:
     body = {
         "type": "rating",
-        "data": {"rating": rating, "model_id": PIPE_ID, **data},
+        "data": {"rating": rating, "model_id": model, **data},
         "meta": {
             "arena": False,
-            "model_id": PIPE_ID,
+            "model_id": model,
             "chat_id": turn.chat_id,
             "message_id": turn.answer_id,
             "message_index": 1,
@@ -196,3 +209,79 @@ def test_feedback_off_sends_nothing_and_leaves_no_status(
     )
     assert not harness.config_map(namespace, "tracing-feedback-sync")
     unrate(open_webui, feedback_id)
+
+
+CUSTOM = "owl-feedback-custom"
+
+
+def test_two_resources_routing_different_models_score_in_their_own_projects(
+    harness: Harness,
+    namespace: str,
+    operator: OperatorProcess,
+    pipelines: PipelinesServer,
+    langfuse: LangfuseStandIn,
+    open_webui: OpenWebUI,
+) -> None:
+    """The echo pipe traced through the real Pipelines into the default project; a Workspace
+    model based on it traced by a Filter Function into a second project. Each rating goes to
+    the project of the resource that traces its model, and the custom model's generation is
+    named after its base model (what Langfuse prices)."""
+    second = langfuse.add_project(name="custom-model-team")
+    harness.put_secret(
+        namespace, "langfuse-2", {"public-key": second.public_key, "secret-key": second.secret_key}
+    )
+    with open_webui.client() as http:
+        http.delete(f"/api/v1/models/model/delete?id={CUSTOM}")
+        made = http.post(
+            "/api/v1/models/create",
+            json={
+                "id": CUSTOM,
+                "base_model_id": PIPE_ID,
+                "name": "OWL Feedback Custom",
+                "meta": {},
+                "params": {},
+            },
+        )
+        assert made.status_code == 200, made.text
+    try:
+        via_pipelines = spec(
+            pipelines,
+            langfuse,
+            filter={"models": [PIPE_ID]},
+            openWebUI=openwebui_auth(open_webui),
+        )
+        harness.apply(namespace, "pipes", via_pipelines)
+        custom = function_spec(pipelines, langfuse, open_webui)
+        custom["filter"] = {"models": [CUSTOM]}
+        custom["langfuse"] = {
+            **custom["langfuse"],
+            "publicKey": {"secretKeyRef": {"name": "langfuse-2", "key": "public-key"}},
+            "secretKey": {"secretKeyRef": {"name": "langfuse-2", "key": "secret-key"}},
+        }
+        harness.apply(namespace, "custom", custom)
+        for name in ("pipes", "custom"):
+            harness.wait_condition(namespace, name, "Ready", "True", timeout=60)
+
+        piped = traced_turn(open_webui, langfuse, "through Pipelines")
+        customised = saved_chat_turn(open_webui, "through the function", model=CUSTOM)
+        [generation] = wait_for(
+            lambda: langfuse.observations(trace_id=trace_id(customised.chat_id)), 20, "custom"
+        )
+        assert generation["model"] == PIPE_ID  # the base model, not the custom id
+        assert generation["metadata"]["model_id"] == CUSTOM
+
+        piped_feedback = rate(open_webui, piped, -1)
+        custom_feedback = rate_model(open_webui, customised, CUSTOM, 1)
+        wait_for(
+            lambda: scores_of(langfuse, piped_feedback) and scores_of(langfuse, custom_feedback),
+            15,
+            "both scores",
+        )
+        in_default = {s["metadata"]["feedback_id"] for s in langfuse.scores(langfuse.project_id)}
+        in_second = {s["metadata"]["feedback_id"] for s in langfuse.scores(second.project_id)}
+        assert (in_default, in_second) == ({piped_feedback}, {custom_feedback})
+        unrate(open_webui, piped_feedback)
+        unrate(open_webui, custom_feedback)
+    finally:
+        with open_webui.client() as http:
+            http.delete(f"/api/v1/models/model/delete?id={CUSTOM}")
