@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx
 
@@ -43,7 +43,8 @@ from openwebui_langfuse.clients.openwebui_feedback import (
     FeedbackUnavailable,
 )
 from openwebui_langfuse.kube import KubeApi, KubeError
-from openwebui_langfuse.models import GROUP, KIND, VERSION, ApiKeyAuthSpec, LangfuseTracingSpec
+from openwebui_langfuse.models import GROUP, KIND, VERSION, LangfuseTracingSpec
+from openwebui_langfuse.passes import ReferenceReader, langfuse_keys, openwebui_credentials
 
 logger = logging.getLogger("openwebui_langfuse.feedback")
 
@@ -56,10 +57,6 @@ SYNC_POINT_LABELS = {
     "app.kubernetes.io/created-by": "openwebui-langfuse-operator",
 }
 _FIRST_BACKOFF = 2.0
-
-
-class SecretReader(Protocol):
-    def secret_value(self, namespace: str, name: str, key: str) -> str: ...
 
 
 def sync_point_name(resource_name: str) -> str:
@@ -383,8 +380,8 @@ class FeedbackSyncs:
                 logger.error("%s/%s: feedback poll failed (%s)", *key, type(exc).__name__)
                 logger.debug("feedback poll failure", exc_info=True)
                 result = PollResult("Failing", f"unexpected {type(exc).__name__}", failed=True)
-            if point is not None:
-                await self._report(key, sync, result, point)
+            # Before the sync point is read, counts are unknown: reported as 0 with the reason.
+            await self._report(key, sync, result, point or feedback.SyncPoint())
             if result.failed:
                 delay, backoff = backoff, min(backoff * 2, self._max_backoff)
             elif result.state in ("Unavailable", "RatingDisabled"):
@@ -447,32 +444,17 @@ class Access:
     secret_key: str = field(repr=False)
 
 
-def access_for(namespace: str, spec: LangfuseTracingSpec, reader: SecretReader) -> Access | None:
+def access_for(namespace: str, spec: LangfuseTracingSpec, reader: ReferenceReader) -> Access | None:
     """The admin auth of ``spec.openWebUI`` and the Langfuse keys, read from their Secrets;
     None without ``spec.openWebUI``. ``MissingReference`` when a Secret it names is missing
     (the pass reports that)."""
-    open_webui = spec.open_webui
-    if open_webui is None:
+    if spec.open_webui is None:
         return None
-
-    def secret(name: str, key: str) -> str:
-        return reader.secret_value(namespace, name, key)
-
-    auth: ApiKeyAuth | CredentialsAuth
-    if isinstance(open_webui.auth, ApiKeyAuthSpec):
-        auth = ApiKeyAuth(secret(open_webui.auth.api_key.name, open_webui.auth.api_key.key))
-    else:
-        creds = open_webui.auth
-        auth = CredentialsAuth(
-            secret(creds.secret_name, creds.email_key),
-            secret(creds.secret_name, creds.password_key),
-        )
-    public = spec.langfuse.public_key
-    public_key = public.value
-    if public_key is None:
-        assert public.secret_key_ref is not None
-        public_key = secret(public.secret_key_ref.name, public.secret_key_ref.key)
-    secret_key = secret(spec.langfuse.secret_key.name, spec.langfuse.secret_key.key)
+    api_key, email, password = openwebui_credentials(reader, namespace, spec)
+    auth: ApiKeyAuth | CredentialsAuth = (
+        ApiKeyAuth(api_key) if api_key is not None else CredentialsAuth(email or "", password or "")
+    )
+    public_key, secret_key = langfuse_keys(reader, namespace, spec)
     return Access(auth=auth, public_key=public_key, secret_key=secret_key)
 
 

@@ -235,13 +235,36 @@ class Pass:
 
     def openwebui_auth(self, api: ConnectionApi) -> Any:
         """The Open WebUI admin auth ``spec.openWebUI.auth`` names, read from its Secrets."""
-        assert self.spec.open_webui is not None
-        auth = self.spec.open_webui.auth
-        if isinstance(auth, ApiKeyAuthSpec):
-            return api.auth(self.secret(auth.api_key), None, None)
-        email = self.reader.secret_value(self.ref.namespace, auth.secret_name, auth.email_key)
-        password = self.reader.secret_value(self.ref.namespace, auth.secret_name, auth.password_key)
-        return api.auth(None, email, password)
+        return api.auth(*openwebui_credentials(self.reader, self.ref.namespace, self.spec))
+
+
+def openwebui_credentials(
+    reader: ReferenceReader, namespace: str, spec: LangfuseTracingSpec
+) -> tuple[str | None, str | None, str | None]:
+    """(API key, email, password) of ``spec.openWebUI.auth``, from its Secrets: the key, or
+    the email and password. ``MissingReference`` when one is missing."""
+    assert spec.open_webui is not None
+    auth = spec.open_webui.auth
+    if isinstance(auth, ApiKeyAuthSpec):
+        return reader.secret_value(namespace, auth.api_key.name, auth.api_key.key), None, None
+    email = reader.secret_value(namespace, auth.secret_name, auth.email_key)
+    password = reader.secret_value(namespace, auth.secret_name, auth.password_key)
+    return None, email, password
+
+
+def langfuse_keys(
+    reader: ReferenceReader, namespace: str, spec: LangfuseTracingSpec
+) -> tuple[str, str]:
+    """(public key, secret key) of ``spec.langfuse``: the public key inline or from its
+    Secret, the secret key from its Secret. ``MissingReference`` when one is missing."""
+    public = spec.langfuse.public_key
+    public_key = public.value
+    if public_key is None:
+        assert public.secret_key_ref is not None
+        ref = public.secret_key_ref
+        public_key = reader.secret_value(namespace, ref.name, ref.key)
+    secret = spec.langfuse.secret_key
+    return public_key, reader.secret_value(namespace, secret.name, secret.key)
 
 
 @dataclass(frozen=True)

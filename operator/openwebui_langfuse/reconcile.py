@@ -34,6 +34,7 @@ from openwebui_langfuse.passes import (
     ReferenceReader,
     ResourceRef,
     Upstreams,
+    langfuse_keys,
 )
 from openwebui_langfuse.targets import Target, for_pass
 from openwebui_langfuse.targets import function as function_target
@@ -154,15 +155,7 @@ async def _steps(p: Pass, target: Target, holder: tuple[str, str] | None) -> Non
     target_ready = target.resolve()
     keys: tuple[str, str] | None = None
     try:
-        public = spec.langfuse.public_key
-        public_key = (
-            public.value
-            if public.value is not None
-            else p.secret(
-                public.secret_key_ref  # type: ignore[arg-type]
-            )
-        )
-        keys = (public_key, p.secret(spec.langfuse.secret_key))
+        keys = langfuse_keys(p.reader, p.ref.namespace, spec)
     except MissingReference as exc:
         p.fail(cond.CREDENTIALS_VALID, exc.reason, exc.message, temporary=False)
 
