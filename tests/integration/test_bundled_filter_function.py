@@ -15,6 +15,7 @@ relies on").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -468,6 +469,7 @@ def test_a_custom_model_on_a_prefixed_connection_is_priced_as_the_upstream_model
     assert pipelines.upload(ECHO_PIPE_ID).status_code == 200
     open_webui.set_connections([pipelines.url], [pipelines.api_key], {"0": {"prefix_id": PREFIX}})
     prefixed = f"{PREFIX}.{ECHO_PIPE_ID}"
+    stack = contextlib.ExitStack()
     try:
         with open_webui.client() as http:
             listed = http.get("/api/models", params={"refresh": "true"}).json()["data"]
@@ -477,19 +479,7 @@ def test_a_custom_model_on_a_prefixed_connection_is_priced_as_the_upstream_model
             assert ECHO_PIPE_ID not in {
                 str(connection_model.get(key)) for key in ("id", "name")
             } | {str((connection_model.get("openai") or {}).get("id"))}
-            http.delete(f"/api/v1/models/model/delete?id={CUSTOM_MODEL_ID}")
-            made = http.post(
-                "/api/v1/models/create",
-                json={
-                    "id": CUSTOM_MODEL_ID,
-                    "base_model_id": prefixed,
-                    "name": "OWL Custom Bot",
-                    "meta": {},
-                    "params": {},
-                },
-            )
-            assert made.status_code == 200, made.text
-            refresh_models(http)
+        stack.enter_context(open_webui.workspace_model(CUSTOM_MODEL_ID, prefixed, "OWL Custom Bot"))
         function_filter.set_valves(filter_valves(langfuse, model_prefixes=[PREFIX]))
         turn = saved_chat_turn(open_webui, "priced as what?", model=CUSTOM_MODEL_ID)
         [obs] = observations_in(langfuse, langfuse.default_project, 1)
@@ -506,8 +496,7 @@ def test_a_custom_model_on_a_prefixed_connection_is_priced_as_the_upstream_model
         rows = observations_in(langfuse, langfuse.default_project, 2)
         assert sorted(row["model"] for row in rows) == sorted([ECHO_PIPE_ID, prefixed])
     finally:
-        with open_webui.client() as http:
-            http.delete(f"/api/v1/models/model/delete?id={CUSTOM_MODEL_ID}")
+        stack.close()  # the Workspace model
         open_webui.set_connections([], [])
         with open_webui.client() as http:
             refresh_models(http)

@@ -187,34 +187,20 @@ def test_a_custom_model_through_pipelines_is_priced_as_its_base_model(
     """Open WebUI hands the Pipelines filter `body.metadata.model`, the registry model dict
     with `info.base_model_id` for a Workspace model: the generation names the base model."""
     custom = "owl-pipelines-custom"
-    with connected.client() as http:
-        http.delete(f"/api/v1/models/model/delete?id={custom}")
-        made = http.post(
-            "/api/v1/models/create",
+    with (
+        connected.workspace_model(custom, ECHO_PIPE_ID, "OWL Pipelines Custom"),
+        connected.client() as http,
+    ):
+        answer = http.post(
+            "/api/chat/completions",
             json={
-                "id": custom,
-                "base_model_id": ECHO_PIPE_ID,
-                "name": "OWL Pipelines Custom",
-                "meta": {},
-                "params": {},
+                "model": custom,
+                "messages": [{"role": "user", "content": "which model am I?"}],
+                "stream": False,
             },
         )
-        assert made.status_code == 200, made.text
-        try:
-            http.get("/api/models", params={"refresh": "true"})
-            answer = http.post(
-                "/api/chat/completions",
-                json={
-                    "model": custom,
-                    "messages": [{"role": "user", "content": "which model am I?"}],
-                    "stream": False,
-                },
-            )
-            assert answer.status_code == 200, answer.text
-            [obs] = only_observation(langfuse, 1)
-        finally:
-            http.delete(f"/api/v1/models/model/delete?id={custom}")
-            http.get("/api/models", params={"refresh": "true"})
+        assert answer.status_code == 200, answer.text
+        [obs] = only_observation(langfuse, 1)
     assert obs["model"] == ECHO_PIPE_ID
     assert obs["metadata"]["model_id"] == custom
     assert obs["metadata"]["model_name"] == "OWL Pipelines Custom"

@@ -101,6 +101,11 @@ def traced_turn(open_webui: OpenWebUI, langfuse: LangfuseStandIn, prompt: str) -
     return turn
 
 
+def apply_ready(harness: Harness, namespace: str, name: str, body: dict[str, Any]) -> None:
+    harness.apply(namespace, name, body)
+    harness.wait_condition(namespace, name, "Ready", "True", timeout=60)
+
+
 def feedback_status(harness: Harness, namespace: str) -> dict[str, Any]:
     return dict(
         ((harness.get(namespace, "tracing") or {}).get("status") or {}).get("feedback") or {}
@@ -115,8 +120,7 @@ def test_a_rating_becomes_a_score_an_edit_updates_it_and_a_delete_removes_it_acr
     langfuse: LangfuseStandIn,
     open_webui: OpenWebUI,
 ) -> None:
-    harness.apply(namespace, "tracing", function_spec(pipelines, langfuse, open_webui))
-    harness.wait_condition(namespace, "tracing", "Ready", "True", timeout=60)
+    apply_ready(harness, namespace, "tracing", function_spec(pipelines, langfuse, open_webui))
     turn = traced_turn(open_webui, langfuse, "rate me")
 
     feedback_id = rate(open_webui, turn, -1, reason="Inaccurate information", comment="wrong")
@@ -163,9 +167,7 @@ def test_a_rating_of_an_untraced_message_or_another_model_is_not_sent(
     langfuse: LangfuseStandIn,
     open_webui: OpenWebUI,
 ) -> None:
-    body = function_spec(pipelines, langfuse, open_webui)
-    harness.apply(namespace, "tracing", body)
-    harness.wait_condition(namespace, "tracing", "Ready", "True", timeout=60)
+    apply_ready(harness, namespace, "tracing", function_spec(pipelines, langfuse, open_webui))
     traced = traced_turn(open_webui, langfuse, "traced")
     never = SavedTurn(chat_id="no-such-chat", answer_id="no-such-message", reply="")
     untraced_id = rate(open_webui, never, -1)
@@ -195,8 +197,7 @@ def test_feedback_off_sends_nothing_and_leaves_no_status(
 ) -> None:
     body = function_spec(pipelines, langfuse, open_webui)
     body["feedback"] = {"enabled": False}
-    harness.apply(namespace, "tracing", body)
-    harness.wait_condition(namespace, "tracing", "Ready", "True", timeout=60)
+    apply_ready(harness, namespace, "tracing", body)
     turn = traced_turn(open_webui, langfuse, "not rated in Langfuse")
     feedback_id = rate(open_webui, turn, -1)
     # A resource with the sync on, in the same namespace, is the witness that a poll ran.
@@ -230,20 +231,7 @@ def test_two_resources_routing_different_models_score_in_their_own_projects(
     harness.put_secret(
         namespace, "langfuse-2", {"public-key": second.public_key, "secret-key": second.secret_key}
     )
-    with open_webui.client() as http:
-        http.delete(f"/api/v1/models/model/delete?id={CUSTOM}")
-        made = http.post(
-            "/api/v1/models/create",
-            json={
-                "id": CUSTOM,
-                "base_model_id": PIPE_ID,
-                "name": "OWL Feedback Custom",
-                "meta": {},
-                "params": {},
-            },
-        )
-        assert made.status_code == 200, made.text
-    try:
+    with open_webui.workspace_model(CUSTOM, PIPE_ID, "OWL Feedback Custom"):
         via_pipelines = spec(
             pipelines,
             langfuse,
@@ -282,6 +270,3 @@ def test_two_resources_routing_different_models_score_in_their_own_projects(
         assert (in_default, in_second) == ({piped_feedback}, {custom_feedback})
         unrate(open_webui, piped_feedback)
         unrate(open_webui, custom_feedback)
-    finally:
-        with open_webui.client() as http:
-            http.delete(f"/api/v1/models/model/delete?id={CUSTOM}")

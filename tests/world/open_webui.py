@@ -23,7 +23,9 @@ By hand: ``python -m tests.world.open_webui --help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -171,6 +173,32 @@ class OpenWebUI(LoopbackServer):
             headers={"Authorization": f"Bearer {token or self.token}"},
             **kwargs,
         )
+
+    # -- models ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def workspace_model(self, model_id: str, base_model_id: str, name: str) -> Iterator[str]:
+        """A custom Workspace model on ``base_model_id`` (as Admin → Models → new), in Open
+        WebUI's model list for the ``with`` block, deleted afterwards."""
+        with self.client() as http:
+            http.delete("/api/v1/models/model/delete", params={"id": model_id})
+            made = http.post(
+                "/api/v1/models/create",
+                json={
+                    "id": model_id,
+                    "base_model_id": base_model_id,
+                    "name": name,
+                    "meta": {},
+                    "params": {},
+                },
+            )
+            assert made.status_code == 200, made.text
+            http.get("/api/models", params={"refresh": "true"})
+        try:
+            yield model_id
+        finally:
+            with self.client() as http:
+                http.delete("/api/v1/models/model/delete", params={"id": model_id})
 
     # -- connections ---------------------------------------------------------------------------
 
