@@ -209,6 +209,20 @@ def _newest_first(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: row.get(key) or "", reverse=True)
 
 
+async def _authorized_page(
+    request: web.Request, *, legacy_read: bool = False
+) -> tuple[Project, int, int] | web.Response:
+    """``_authorize``, then the page and limit of a v1 list read: the front of every paged
+    read, or the answer that ends it."""
+    authorized = await _authorize(request, legacy_read=legacy_read)
+    if isinstance(authorized, web.Response):
+        return authorized
+    paging = _paging(request)
+    if isinstance(paging, web.Response):
+        return paging
+    return authorized, *paging
+
+
 def _paging(request: web.Request) -> tuple[int, int] | web.Response:
     """(page, limit) of a v1 list read, or the 400 answer for a bad one."""
     try:
@@ -224,13 +238,10 @@ def _query_differs(request: web.Request, values: dict[str, Any]) -> bool:
 
 
 async def list_traces(request: web.Request) -> web.Response:
-    authorized = await _authorize(request, legacy_read=True)
-    if isinstance(authorized, web.Response):
-        return authorized
-    paging = _paging(request)
-    if isinstance(paging, web.Response):
-        return paging
-    page_number, limit = paging
+    front = await _authorized_page(request, legacy_read=True)
+    if isinstance(front, web.Response):
+        return front
+    authorized, page_number, limit = front
     store = _state(request).store
     project_id = authorized.project_id
     wanted_tags = request.query.getall("tags", [])
@@ -280,13 +291,10 @@ async def get_trace(request: web.Request) -> web.Response:
 
 
 async def list_observations_v1(request: web.Request) -> web.Response:
-    authorized = await _authorize(request, legacy_read=True)
-    if isinstance(authorized, web.Response):
-        return authorized
-    paging = _paging(request)
-    if isinstance(paging, web.Response):
-        return paging
-    page_number, limit = paging
+    front = await _authorized_page(request, legacy_read=True)
+    if isinstance(front, web.Response):
+        return front
+    authorized, page_number, limit = front
     store = _state(request).store
     traces = {t["id"]: t for t in store.traces(authorized.project_id)}
     rows = []
@@ -511,13 +519,10 @@ async def list_scores_v3(request: web.Request) -> web.Response:
 async def list_scores_legacy(request: web.Request) -> web.Response:
     """`GET /scores` and `GET /v2/scores`: pages of v1 score items; not served by a v4
     server in events_only mode (404 before auth, like the other v1 reads)."""
-    authorized = await _authorize(request, legacy_read=True)
-    if isinstance(authorized, web.Response):
-        return authorized
-    paging = _paging(request)
-    if isinstance(paging, web.Response):
-        return paging
-    page_number, limit = paging
+    front = await _authorized_page(request, legacy_read=True)
+    if isinstance(front, web.Response):
+        return front
+    authorized, page_number, limit = front
     rows = []
     for score in _newest_first(_state(request).store.scores(authorized.project_id), "timestamp"):
         checks = {
@@ -533,13 +538,10 @@ async def list_scores_legacy(request: web.Request) -> web.Response:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    authorized = await _authorize(request)
-    if isinstance(authorized, web.Response):
-        return authorized
-    paging = _paging(request)
-    if isinstance(paging, web.Response):
-        return paging
-    page_number, limit = paging
+    front = await _authorized_page(request)
+    if isinstance(front, web.Response):
+        return front
+    authorized, page_number, limit = front
     rows = models.ordered(_state(request).store.models(authorized.project_id))
     return json_response(200, views.page([models.model_view(m) for m in rows], page_number, limit))
 
