@@ -106,10 +106,9 @@ def apply_ready(harness: Harness, namespace: str, name: str, body: dict[str, Any
     harness.wait_condition(namespace, name, "Ready", "True", timeout=60)
 
 
-def feedback_status(harness: Harness, namespace: str) -> dict[str, Any]:
-    return dict(
-        ((harness.get(namespace, "tracing") or {}).get("status") or {}).get("feedback") or {}
-    )
+def feedback_status(harness: Harness, namespace: str, name: str = "tracing") -> dict[str, Any]:
+    status = (harness.get(namespace, name) or {}).get("status") or {}
+    return dict(status.get("feedback") or {})
 
 
 def test_a_rating_becomes_a_score_an_edit_updates_it_and_a_delete_removes_it_across_a_restart(
