@@ -4,6 +4,8 @@ tests/integration/test_feedback_sync.py."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from openwebui_langfuse import feedback
 from openwebui_langfuse.clients.langfuse_scores import LangfuseScores
 from openwebui_langfuse.clients.openwebui import ApiKeyAuth, OpenWebUIClient
 from openwebui_langfuse.feedback_sync import (
+    FeedbackSyncs,
     FeedbackTarget,
     PollResult,
     SharedLists,
@@ -247,3 +250,71 @@ async def test_after_a_restart_the_sync_point_sends_nothing_twice_and_misses_no_
     posted = [r for r in world.requests if r == "lf POST /api/public/scores"]
     assert len(posted) == 1  # f3 only; f2 is not sent again
     assert {s["metadata"]["feedback_id"] for s in world.scores.values()} == {"f2", "f3"}
+
+
+class Published:
+    """What the syncs wrote to status.feedback, per resource, in order."""
+
+    def __init__(self) -> None:
+        self.statuses: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+
+    async def __call__(self, key: tuple[str, str], status: dict[str, Any]) -> bool:
+        self.statuses.append(status)
+        self.changed.set()
+        return True
+
+
+def syncs_for(world: World, published: Published, rating_enabled: bool) -> FeedbackSyncs:
+    def open_webui(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/config":
+            world.requests.append("owui GET /api/config")
+            features = {"enable_message_rating": rating_enabled}
+            return httpx.Response(200, json={"features": features})
+        return world.open_webui(request)
+
+    def client_for(url: str, auth: Any) -> OpenWebUIClient:
+        return OpenWebUIClient(url, auth, transport=httpx.MockTransport(open_webui))
+
+    langfuse_http = httpx.AsyncClient(transport=httpx.MockTransport(world.langfuse))
+    return FeedbackSyncs(
+        client_for=client_for,
+        http_for=lambda _url: langfuse_http,
+        store=SyncPointStore(None),
+        publish=published,
+        timeout=5.0,
+        max_backoff=60.0,
+    )
+
+
+async def first_status(published: Published) -> dict[str, Any]:
+    await asyncio.wait_for(published.changed.wait(), timeout=5)
+    return published.statuses[0]
+
+
+async def test_rating_switched_off_is_reported_and_polled_at_the_slow_pace(world: World) -> None:
+    published = Published()
+    syncs = syncs_for(world, published, rating_enabled=False)
+    fast = dataclasses.replace(target(), poll_seconds=0.05, slow_seconds=300.0)
+    syncs.track(("ns", "tracing"), fast)
+    try:
+        status = await first_status(published)
+        await asyncio.sleep(0.3)  # six fast periods: a hot loop would have polled again
+    finally:
+        await syncs.aclose()
+    assert status["state"] == "RatingDisabled" and "ENABLE_MESSAGE_RATING" in status["message"]
+    assert world.requests.count("owui GET /api/v1/evaluations/feedbacks/all/ids") == 1
+
+
+async def test_no_evaluations_api_is_not_retried_hot(world: World) -> None:
+    world.list_answer = (200, "text/html", "<!doctype html>")
+    published = Published()
+    syncs = syncs_for(world, published, rating_enabled=True)
+    syncs.track(("ns", "tracing"), dataclasses.replace(target(), poll_seconds=0.05))
+    try:
+        status = await first_status(published)
+        await asyncio.sleep(0.3)
+    finally:
+        await syncs.aclose()
+    assert status["state"] == "Unavailable"
+    assert world.requests.count("owui GET /api/v1/evaluations/feedbacks/all/ids") == 1
