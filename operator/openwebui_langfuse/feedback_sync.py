@@ -173,6 +173,9 @@ class PollResult:
     state: State
     message: str | None = None
     changed: bool = False  # a score was sent or deleted
+    # Feedbacks were read: the watermark moved past them, worth keeping, or a restart reads
+    # them (every feedback, if nothing was ever saved) again. A quiet poll reads none.
+    read_some: bool = False
     failed: bool = False  # something is retried: back off
 
 
@@ -212,6 +215,7 @@ async def poll(
             continue
         del point.sent[feedback_id]
         result.changed = True
+    result.read_some = bool(todo.fetch or todo.forgotten)
     for feedback_id in todo.fetch:
         try:
             if await _sync_one(api, scores, target, point, feedback_id, now):
@@ -370,7 +374,7 @@ class FeedbackSyncs:
                 if point is None:
                     point = await self._store.load(key, target.uid)
                 result = await self._poll_once(sync, point)
-                dirty = dirty or result.changed
+                dirty = dirty or result.changed or result.read_some
                 if dirty:
                     await self._store.save(key, target.uid, point)
                     dirty = False

@@ -318,3 +318,25 @@ async def test_no_evaluations_api_is_not_retried_hot(world: World) -> None:
         await syncs.aclose()
     assert status["state"] == "Unavailable"
     assert world.requests.count("owui GET /api/v1/evaluations/feedbacks/all/ids") == 1
+
+
+async def test_a_poll_that_read_feedback_keeps_its_watermark_even_when_nothing_was_sent(
+    world: World,
+) -> None:
+    # Another resource's ratings only: no score, and yet a restart must not read them all again.
+    world.rate("theirs", -1, model="llama3")
+    published = Published()
+    syncs = syncs_for(world, published, rating_enabled=True)
+    store = syncs._store  # the in-memory store of this test
+    key = ("ns", "tracing")
+    syncs.track(key, dataclasses.replace(target(models=("gpt-4o",)), poll_seconds=0.05))
+    try:
+        await first_status(published)
+        saved = await store.load(key, "uid-1")
+        deadline = asyncio.get_running_loop().time() + 5
+        while saved.watermark == 0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+            saved = await store.load(key, "uid-1")
+    finally:
+        await syncs.aclose()
+    assert saved.watermark == world.now - feedback.RECHECK_MARGIN_SECONDS and saved.sent == {}
