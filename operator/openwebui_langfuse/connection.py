@@ -67,6 +67,7 @@ from openwebui_langfuse.clients.openwebui import (
     TokenCache,
     open_webui_pool,
 )
+from openwebui_langfuse.tls import shared_context
 
 __all__ = [
     "ConnectionOutcome",
@@ -508,7 +509,7 @@ class OpenWebUIConnections:
         url = openwebui_url.rstrip("/")
         pool = self._pools.get(url)
         if pool is None or pool.is_closed:
-            pool = self._pools[url] = open_webui_pool(url, self._timeout)
+            pool = self._pools[url] = open_webui_pool(url, self._timeout, verify=shared_context())
         return OpenWebUIClient(url, auth, timeout=self._timeout, token_cache=_TOKENS, http=pool)
 
     async def remove(

@@ -60,6 +60,7 @@ from openwebui_langfuse.passes import (
 from openwebui_langfuse.pricing import PRICING_CHECK_SECONDS, check_pricing
 from openwebui_langfuse.probes import UpstreamProbes
 from openwebui_langfuse.reconcile import ReconcileResult, cleanup, reconcile
+from openwebui_langfuse.tls import shared_context
 
 logger = logging.getLogger("openwebui_langfuse")
 
@@ -180,7 +181,9 @@ class Runtime:
         self.kube = kube
         self.emit = emit
         # For filter downloads; the upstreams each get a pool of their own (``http_for``).
-        self.http = http or httpx.AsyncClient(timeout=settings.http_timeout)
+        self.http = http or httpx.AsyncClient(
+            timeout=settings.http_timeout, verify=shared_context()
+        )
         self._pools: dict[str, httpx.AsyncClient] = {}
         self.memory = InstallMemory()
         self.workers: dict[Key, Worker] = {}
@@ -221,6 +224,7 @@ class Runtime:
         if pool is None or pool.is_closed:
             pool = self._pools[origin] = httpx.AsyncClient(
                 timeout=self.settings.http_timeout,
+                verify=shared_context(),
                 limits=httpx.Limits(max_keepalive_connections=10, keepalive_expiry=60),
             )
         return pool

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -197,14 +198,20 @@ class TokenCache:
 
 
 def open_webui_pool(
-    base_url: str, timeout: float, *, transport: httpx.AsyncBaseTransport | None = None
+    base_url: str,
+    timeout: float,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
-    """The HTTP pool of one Open WebUI (no redirects followed: a login page is no answer)."""
+    """The HTTP pool of one Open WebUI (no redirects followed: a login page is no answer).
+    ``verify``: the process's one TLS context (``tls.shared_context``), not a new one."""
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         timeout=httpx.Timeout(timeout),
         transport=transport,
         follow_redirects=False,
+        verify=verify,
     )
 
 
