@@ -352,9 +352,6 @@ class FeedbackSyncs:
         if sync is not None and sync.task is not None:
             sync.task.cancel()
 
-    def tracked(self, key: Key) -> bool:
-        return key in self._syncs
-
     async def aclose(self) -> None:
         tasks = [s.task for s in self._syncs.values() if s.task is not None]
         self._syncs.clear()
